@@ -1,0 +1,61 @@
+"""Unit tests for helpers.runtime."""
+
+import pytest
+import torch
+
+from helpers import runtime
+
+
+def test_env_flag_values(monkeypatch):
+    for value, expected in [("1", True), ("true", True), ("ON", True), ("0", False), ("", False), ("no", False)]:
+        monkeypatch.setenv("LOSSBOOK_TEST_FLAG", value)
+        assert runtime.env_flag("LOSSBOOK_TEST_FLAG") is expected
+    monkeypatch.delenv("LOSSBOOK_TEST_FLAG")
+    assert runtime.env_flag("LOSSBOOK_TEST_FLAG") is False
+
+
+def test_env_flag_typo_is_an_error(monkeypatch):
+    monkeypatch.setenv("LOSSBOOK_QUICK", "ture")
+    with pytest.raises(ValueError, match="LOSSBOOK_QUICK"):
+        runtime.quick_mode()
+
+
+def test_by_mode_and_banner(monkeypatch):
+    monkeypatch.setenv("LOSSBOOK_QUICK", "1")
+    assert runtime.by_mode(full=10, quick=1) == 1
+    assert "QUICK" in runtime.mode_banner()
+    monkeypatch.setenv("LOSSBOOK_QUICK", "0")
+    assert runtime.by_mode(full=10, quick=1) == 10
+    assert "FULL" in runtime.mode_banner()
+
+
+def test_pick_device(monkeypatch):
+    monkeypatch.delenv("LOSSBOOK_DEVICE", raising=False)
+    device = runtime.pick_device()
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert device.type == expected
+    assert runtime.pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOSSBOOK_DEVICE", "cpu")
+    assert runtime.pick_device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on a machine without CUDA")
+def test_pick_device_unavailable_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        runtime.pick_device("cuda")
+
+
+def test_seed_everything_is_reproducible():
+    g1 = runtime.seed_everything(3)
+    a = torch.randn(5), torch.randint(0, 10, (5,), generator=g1)
+    g2 = runtime.seed_everything(3)
+    b = torch.randn(5), torch.randint(0, 10, (5,), generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    runtime.seed_everything(4)
+    assert not torch.equal(torch.randn(5), a[0])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
+def test_seed_everything_rejects_bad_seeds(bad):
+    with pytest.raises(ValueError, match="seed"):
+        runtime.seed_everything(bad)
