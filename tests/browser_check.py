@@ -1,0 +1,171 @@
+"""Open every page of the built book in headless Chromium and fail on what a reader would see broken.
+
+Usage: python tests/browser_check.py BUILD_HTML_DIR [--screenshots DIR]
+
+For each HTML page (served from 127.0.0.1, external requests blocked as on an offline machine):
+- an executed cell that shows an error output or a Python traceback;
+- an image that does not load;
+- an internal link (or #anchor) that points nowhere;
+- math left as raw TeX (MathJax must typeset it from the book's own _static/, without internet);
+- on notebook pages: the Colab and Binder launch buttons must be present.
+A full-page screenshot of each page is saved. Exit status 1 if any page fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import re
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+from playwright.sync_api import sync_playwright
+
+SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static", "_panels_static"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RAW_TEX = re.compile(r"\\(frac|sum|mathbb|mathrm|operatorname|left|right|partial|log|exp)\b|\$\$")
+
+PAGE_PROBE = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const out = {};
+  out.errors = Array.from(document.querySelectorAll(
+      '.cell_output .output.traceback, .cell_output .output.error, .cell_output [class*="ipythontb"]'))
+      .map(e => e.innerText.slice(0, 300));
+  out.tracebacks = Array.from(document.querySelectorAll('.cell_output'))
+      .map(e => e.innerText).filter(t => t.includes('Traceback (most recent call last)'))
+      .map(t => t.slice(0, 300));
+  out.stderr = Array.from(document.querySelectorAll('.cell_output .output.stderr'))
+      .map(e => e.innerText.slice(0, 200));
+  out.brokenImages = Array.from(document.images)
+      .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.getAttribute('src'));
+  out.imageCount = document.images.length;
+  out.links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
+  const maths = Array.from(document.querySelectorAll('.math'));
+  out.mathCount = maths.length;
+  out.untypeset = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.innerText.slice(0, 80));
+  const main = document.querySelector('main') || document.body;
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll('pre, code, .highlight, mjx-container, script, style, .cell_output').forEach(e => e.remove());
+  out.text = clone.innerText;
+  out.colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
+  out.binder = Array.from(document.querySelectorAll('a[href*="mybinder.org"]')).map(a => a.href);
+  out.isNotebook = !!document.querySelector('.cell');
+  out.title = document.title;
+  return out;
+}"""
+
+
+def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the CI log readable
+        pass
+
+
+@functools.lru_cache(maxsize=None)
+def _ids(path: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
+
+
+def _check_link(root: Path, base: str, page: Path, href: str) -> str | None:
+    """Return a problem description for a broken internal link, else None."""
+    if not href.startswith(base):
+        return None  # external: not checked offline
+    parsed = urlparse(href)
+    rel = unquote(parsed.path[len(urlparse(base).path):])
+    target = root / rel if rel else page
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.exists():
+        return f"link to missing {rel}"
+    if parsed.fragment and target.suffix == ".html" and parsed.fragment not in _ids(target):
+        return f"link to missing anchor {rel or page.name}#{parsed.fragment}"
+    return None
+
+
+def check(root: Path, shots: Path) -> int:
+    pages = sorted(p for p in root.rglob("*.html") if not SKIP_DIRS.intersection(p.relative_to(root).parts))
+    if not pages:
+        print(f"no HTML pages under {root}", file=sys.stderr)
+        return 1
+    shots.mkdir(parents=True, exist_ok=True)
+    server, base = _serve(root)
+    failures: list[str] = []
+    blocked: set[str] = set()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+            def route(r):
+                if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+                    r.continue_()
+                else:
+                    blocked.add(urlparse(r.request.url).netloc)
+                    r.abort()
+
+            context.route("**/*", route)
+            for page_path in pages:
+                rel = page_path.relative_to(root).as_posix()
+                page = context.new_page()
+                bad_responses: list[str] = []
+                page.on("response", lambda r, bad=bad_responses: r.status >= 400 and r.url.startswith(base)
+                        and bad.append(f"{r.status} {r.url[len(base):]}"))
+                page.goto(base + rel, wait_until="load")
+                info = page.evaluate(PAGE_PROBE)
+                problems = [f"error output: {e!r}" for e in info["errors"]]
+                problems += [f"traceback: {t!r}" for t in info["tracebacks"]]
+                problems += [f"broken image: {s}" for s in info["brokenImages"]]
+                problems += [f"HTTP {r}" for r in bad_responses]
+                problems += [f"untypeset math: {m!r}" for m in info["untypeset"]]
+                raw = RAW_TEX.search(info["text"])
+                if raw:
+                    start = max(raw.start() - 40, 0)
+                    problems.append(f"raw TeX in text: {info['text'][start:raw.end() + 40]!r}")
+                problems += sorted({p for h in info["links"] if (p := _check_link(root, base, page_path, h))})
+                if info["isNotebook"] and not (info["colab"] and info["binder"]):
+                    problems.append("notebook page without Colab and Binder launch buttons")
+                shot = shots / (rel.replace("/", "__").removesuffix(".html") + ".png")
+                page.screenshot(path=str(shot), full_page=True)
+                status = "FAIL" if problems else "ok"
+                print(f"{status:4s} {rel}: {info['imageCount']} images, {info['mathCount']} math, "
+                      f"{len(info['links'])} links, {len(info['stderr'])} stderr outputs -> {shot.name}")
+                failures += [f"{rel}: {p}" for p in problems]
+                page.close()
+            browser.close()
+    finally:
+        server.shutdown()
+    if blocked:
+        print(f"external hosts requested (blocked, as offline): {', '.join(sorted(blocked))}")
+    print(f"{len(pages)} pages checked, {len(failures)} problems")
+    for f in failures:
+        print("  " + f)
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("html", type=Path, help="the built HTML folder, e.g. _build/html")
+    parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"), help="where to save PNGs")
+    args = parser.parse_args()
+    return check(args.html.resolve(), args.screenshots)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
