@@ -45,7 +45,7 @@ book-quick: $(STAMP)
 	LOSSBOOK_PROGRESS=0 LOSSBOOK_QUICK=1 $(BIN)/jupyter-book build . --path-output _build/quick $(BOOK_FLAGS)
 
 check-html: $(STAMP)
-	$(BIN)/python tests/browser_check.py $(or $(HTML),_build/html) --screenshots $(or $(SHOTS),_build/screenshots)
+	$(BIN)/python tests/browser_check.py --self-test $(or $(HTML),_build/html) --screenshots $(or $(SHOTS),_build/screenshots)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

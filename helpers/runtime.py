@@ -116,7 +116,7 @@ def seed_everything(seed: int) -> torch.Generator:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- seeding the legacy global RNG is the point here
     torch.manual_seed(seed)  # also seeds every CUDA device
     generator = torch.Generator()
     generator.manual_seed(seed)

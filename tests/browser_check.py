@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 RAW_TEX = re.compile(r"\\(frac|sum|mathbb|mathrm|operatorname|left|right|partial|log|exp)\b|\$\$")
 
 PAGE_PROBE = """async () => {
@@ -99,11 +100,11 @@ def _check_link(root: Path, base: str, page: Path, href: str) -> str | None:
     return None
 
 
-def check(root: Path, shots: Path) -> int:
+def run_checks(root: Path, shots: Path) -> list[str]:
+    """Check every page under ``root``; print a line per page and return the list of problems."""
     pages = sorted(p for p in root.rglob("*.html") if not SKIP_DIRS.intersection(p.relative_to(root).parts))
     if not pages:
-        print(f"no HTML pages under {root}", file=sys.stderr)
-        return 1
+        return [f"no HTML pages under {root}"]
     shots.mkdir(parents=True, exist_ok=True)
     server, base = _serve(root)
     failures: list[str] = []
@@ -123,6 +124,14 @@ def check(root: Path, shots: Path) -> int:
             context.route("**/*", route)
             for page_path in pages:
                 rel = page_path.relative_to(root).as_posix()
+                redirect = REDIRECT.search(page_path.read_text(errors="replace"))
+                if redirect:  # e.g. the root index.html that jupyter-book writes: check its target only
+                    target = (page_path.parent / redirect.group(1)).resolve()
+                    ok = target.is_file()
+                    print(f"{'ok' if ok else 'FAIL':4s} {rel}: redirect to {redirect.group(1)}")
+                    if not ok:
+                        failures.append(f"{rel}: redirect to missing {redirect.group(1)}")
+                    continue
                 page = context.new_page()
                 bad_responses: list[str] = []
                 page.on("response", lambda r, bad=bad_responses: r.status >= 400 and r.url.startswith(base)
@@ -156,15 +165,64 @@ def check(root: Path, shots: Path) -> int:
     print(f"{len(pages)} pages checked, {len(failures)} problems")
     for f in failures:
         print("  " + f)
-    return 1 if failures else 0
+    return failures
+
+
+SELF_TEST_PAGES = {
+    "good.html": '<main><p>fine</p><a href="bad.html#here">x</a><img src="pixel.png"></main>',
+    "bad.html": '<main id="here"><p>raw \\frac{a}{b} left here</p><img src="missing.png">'
+    '<a href="nowhere.html">x</a><a href="good.html#nope">y</a>'
+    '<div class="cell"><div class="cell_output"><div class="output traceback">Traceback (most recent call last):'
+    "</div></div></div></main>",
+}
+SELF_TEST_EXPECTED = [
+    "bad.html: error output",
+    "bad.html: traceback",
+    "bad.html: broken image: missing.png",
+    "bad.html: raw TeX in text",
+    "bad.html: link to missing nowhere.html",
+    "bad.html: link to missing anchor good.html#nope",
+    "bad.html: notebook page without Colab and Binder launch buttons",
+]
+
+
+def self_test(tmp: Path) -> int:
+    """Check the checker: a fake site with one clean and one broken page must give exactly the
+    expected problems (so a checker that silently passes everything fails CI)."""
+    import base64
+
+    site = tmp / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    for name, body in SELF_TEST_PAGES.items():
+        (site / name).write_text(f"<!doctype html><html><head><title>{name}</title></head><body>{body}</body></html>")
+    (site / "pixel.png").write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    found = run_checks(site, tmp / "shots")
+    missing = [e for e in SELF_TEST_EXPECTED if not any(f.startswith(e) for f in found)]
+    unexpected = [f for f in found if not f.startswith("bad.html")]
+    if missing or unexpected:
+        print(f"SELF-TEST FAILED: missing {missing}, unexpected {unexpected}")
+        return 1
+    print(f"self-test ok: the {len(SELF_TEST_EXPECTED)} planted problems were all reported")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("html", type=Path, help="the built HTML folder, e.g. _build/html")
+    parser.add_argument("html", type=Path, nargs="?", help="the built HTML folder, e.g. _build/html")
     parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"), help="where to save PNGs")
+    parser.add_argument("--self-test", action="store_true", help="first check that planted problems are caught")
     args = parser.parse_args()
-    return check(args.html.resolve(), args.screenshots)
+    if args.self_test:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if self_test(Path(tmp)):
+                return 1
+    if args.html is None:
+        return 0 if args.self_test else parser.error("give the HTML folder (or --self-test)")
+    failures = run_checks(args.html.resolve(), args.screenshots)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
