@@ -1,0 +1,369 @@
+"""Custom loss modules that behave like ``torch.nn``'s own (chapter 6).
+
+Each class follows the conventions of :mod:`torch.nn` losses: ``reduction`` in
+``{'none', 'mean', 'sum'}``, a weighted ``'mean'`` divides by the total weight (as
+``F.cross_entropy`` does), weights are registered buffers (so ``.to()`` and ``state_dict`` work),
+dtype and device follow the input, and bad arguments raise ``ValueError``/``TypeError`` naming the
+argument and the expected shape or dtype.
+
+* :class:`SigmoidFocalLoss` -- the binary/multi-label focal loss of RetinaNet; equal to
+  :func:`torchvision.ops.sigmoid_focal_loss` up to rounding, with the modulating factor computed in
+  log space so that ``gamma < 1`` keeps finite gradients at saturated logits.
+* :class:`LabelSmoothingCrossEntropy` -- equal to ``F.cross_entropy(..., label_smoothing=eps)``,
+  including class weights and ``ignore_index``; written out so that each term is visible.
+* :class:`SoftDiceLoss` -- soft Dice on probabilities for segmentation-shaped inputs.
+* :class:`UncertaintyWeightedLoss` -- Kendall et al. (2018) multi-task weighting with learnable
+  log-variances.
+
+The softmax multi-class focal loss is :class:`helpers.losses.FocalLoss`; its fast version is in
+:mod:`helpers.fast_focal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.validation import check_class_targets, check_class_weight, check_reduction, reduce_loss
+
+__all__ = ["LabelSmoothingCrossEntropy", "SigmoidFocalLoss", "SoftDiceLoss", "UncertaintyWeightedLoss"]
+
+
+def _check_nonnegative(value: float, name: str) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _class_weight_view(weight: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """Reshape per-class ``weight`` (C,) to broadcast against ``input`` (N, C, d1, ...), in its dtype."""
+    return weight.to(dtype=input.dtype, device=input.device).view(1, -1, *([1] * (input.dim() - 2)))
+
+
+class SigmoidFocalLoss(nn.Module):
+    r"""Sigmoid focal loss (Lin et al., 2017), the RetinaNet loss for binary and multi-label targets.
+
+    For logits :math:`x` and targets :math:`t \in [0, 1]` of the same shape, with
+    :math:`p = \sigma(x)` and :math:`p_t = p\,t + (1 - p)(1 - t)`,
+
+    .. math::
+        \ell = \alpha_t\,(1 - p_t)^{\gamma}\,\operatorname{BCE}(x, t), \qquad
+        \alpha_t = \alpha\,t + (1 - \alpha)(1 - t),
+
+    element-wise, then reduced. ``alpha = -1`` (or ``None``) drops :math:`\alpha_t`. This is the
+    formula of :func:`torchvision.ops.sigmoid_focal_loss` and the values and gradients agree with it
+    to rounding for every reduction. The difference is numerical: the modulating factor is computed
+    as :math:`\exp(\gamma \log(1 - p_t))` with
+    :math:`\log(1 - p_t) = \operatorname{logaddexp}(\log\sigma(x) + \log(1 - t), \log\sigma(-x) + \log t)`,
+    which never forms :math:`1 - p_t` by cancellation. So ``gamma < 1`` has finite gradients where
+    :math:`p_t` rounds to 1 (torchvision's returns NaN there), and confident examples keep their
+    tiny but non-zero loss in float32.
+
+    Args:
+        alpha: weight of the positive class in ``[0, 1]``, or ``-1``/``None`` for no weighting.
+        gamma: focusing parameter :math:`\gamma \ge 0`; ``gamma = 0`` gives (alpha-weighted) BCE.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. ``'mean'`` averages over all elements, as
+            torchvision does. (torchvision's function defaults to ``'none'``; this module, like
+            ``nn.BCEWithLogitsLoss``, defaults to ``'mean'``.)
+
+    Shape:
+        input: any shape ``(*)`` of logits. target: the same shape, floating, values in ``[0, 1]``.
+        Output: scalar, or ``(*)`` for ``reduction='none'``.
+
+    Gradients flow to ``input``; ``target`` is treated as data.
+    """
+
+    def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
+        super().__init__()
+        if alpha is not None and not (isinstance(alpha, (int, float)) and (0 <= alpha <= 1 or alpha == -1)):
+            raise ValueError(f"alpha must be in [0, 1], or -1 / None for no weighting, got {alpha!r}")
+        self.alpha = None if alpha is None or alpha == -1 else float(alpha)
+        self.gamma = _check_nonnegative(gamma, "gamma")
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the focal loss of logits ``input`` against targets ``target`` (same shape)."""
+        if not torch.is_floating_point(input):
+            raise TypeError(f"input must be a floating-point tensor of logits, got dtype {input.dtype}")
+        if not torch.is_floating_point(target):
+            raise TypeError(
+                f"target must be a floating-point tensor of 0/1 (or soft) labels, got dtype {target.dtype}; "
+                "use target.float()"
+            )
+        if target.shape != input.shape:
+            raise ValueError(f"target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}")
+        if target.numel() and (target.min() < 0 or target.max() > 1):
+            raise ValueError(f"target values must be in [0, 1], got min {target.min():g} and max {target.max():g}")
+        target = target.to(input.dtype)
+        loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        if self.gamma != 0:
+            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction.
+            log_one_minus_pt = torch.logaddexp(
+                F.logsigmoid(input) + torch.log1p(-target), F.logsigmoid(-input) + torch.log(target)
+            )
+            loss = loss * torch.exp(self.gamma * log_one_minus_pt)
+        if self.alpha is not None:
+            loss = (self.alpha * target + (1 - self.alpha) * (1 - target)) * loss
+        return reduce_loss(loss, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class LabelSmoothingCrossEntropy(nn.Module):
+    r"""Cross-entropy with label smoothing (Szegedy et al., 2016), written out term by term.
+
+    With :math:`\log p = \operatorname{log\_softmax}(x)` over the class dimension, smoothing
+    :math:`\varepsilon`, :math:`C` classes and class weights :math:`w` (all ones by default), the loss
+    of one (non-ignored) example with label :math:`y` is
+
+    .. math::
+        \ell = (1 - \varepsilon)\,\bigl(-w_y \log p_y\bigr)
+             + \frac{\varepsilon}{C} \sum_{c=1}^{C} \bigl(-w_c \log p_c\bigr),
+
+    and examples whose target equals ``ignore_index`` contribute 0. ``'mean'`` divides the sum by
+    :math:`\sum_i w_{y_i}` over the non-ignored examples (their number when unweighted). This is
+    exactly what ``F.cross_entropy(input, target, weight, ignore_index=..., label_smoothing=eps)``
+    computes (values and gradients agree to rounding). Note the weighted smoothing term: every class
+    :math:`c` is weighted by :math:`w_c`, not by the label's weight, and the normaliser stays
+    :math:`\sum_i w_{y_i}`.
+
+    Args:
+        label_smoothing: :math:`\varepsilon \in [0, 1]`; 0 gives plain cross-entropy.
+        weight: optional per-class weights ``(C,)``, stored as a buffer.
+        ignore_index: target value that contributes neither loss nor weight.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+
+    Shape:
+        input: ``(N, C)`` or ``(N, C, d1, ...)`` logits. target: ``(N)`` or ``(N, d1, ...)`` int64.
+        Output: scalar, or the target's shape for ``reduction='none'``.
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.1,
+        weight: torch.Tensor | Sequence[float] | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
+            0.0 <= label_smoothing <= 1.0
+        ):
+            raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        self.label_smoothing = float(label_smoothing)
+        self.ignore_index = ignore_index
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("weight", check_class_weight(weight))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the label-smoothed cross-entropy of logits ``input`` against class indices ``target``."""
+        num_classes = check_class_targets(input, target, self.ignore_index)
+        check_class_weight(self.weight, num_classes)
+        log_p = F.log_softmax(input, dim=1)
+        valid = target != self.ignore_index
+        safe_target = target.masked_fill(~valid, 0).unsqueeze(1)
+        nll = -log_p.gather(1, safe_target).squeeze(1)
+        if self.weight is None:
+            smooth = -log_p.sum(dim=1)
+            target_weight = valid.to(input.dtype)
+        else:
+            w = _class_weight_view(self.weight, input)
+            smooth = -(log_p * w).sum(dim=1)
+            target_weight = w.expand_as(input).gather(1, safe_target).squeeze(1) * valid
+        nll = nll * target_weight
+        smooth = smooth.masked_fill(~valid, 0.0)
+        loss = (1.0 - self.label_smoothing) * nll + (self.label_smoothing / num_classes) * smooth
+        return reduce_loss(loss, self.reduction, weight_sum=target_weight.sum())
+
+    def extra_repr(self) -> str:
+        return (
+            f"label_smoothing={self.label_smoothing}, ignore_index={self.ignore_index}, "
+            f"reduction={self.reduction!r}, weighted={self.weight is not None}"
+        )
+
+
+class SoftDiceLoss(nn.Module):
+    r"""Soft Dice loss (Milletari et al., 2016) on class probabilities, for segmentation.
+
+    For probabilities :math:`p_{n,c,i}` and one-hot (or soft) targets :math:`g_{n,c,i}` over the
+    spatial positions :math:`i`, each image :math:`n` and class :math:`c` get
+
+    .. math::
+        \ell_{n,c} = 1 - \frac{2 \sum_i p_{n,c,i}\, g_{n,c,i} + s}{\sum_i p_{n,c,i} + \sum_i g_{n,c,i} + s},
+
+    with a smoothing constant :math:`s` that makes a class absent from both prediction and target
+    score a perfect 0. With ``batch_dice=True`` the sums also run over the batch (one value per
+    class, the "global" Dice). Optional class weights :math:`w_c` multiply :math:`\ell_{n,c}`, and
+    ``'mean'`` then divides by the total weight (:math:`N \sum_c w_c`), the weighted-mean convention.
+
+    The input must be **probabilities** (after softmax or sigmoid), not logits and not an argmax:
+    the Dice of hard argmax predictions is piecewise constant in the logits and has no gradient.
+
+    Args:
+        smooth: :math:`s \ge 0`.
+        weight: optional per-class weights ``(C,)``, stored as a buffer.
+        ignore_index: with class-index targets, positions with this label are left out of every sum.
+        batch_dice: sum over the batch too and return one value per class.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+
+    Shape:
+        input: ``(N, C, d1, ...)`` probabilities in ``[0, 1]`` (e.g. ``(N, C, H, W)``).
+        target: ``(N, d1, ...)`` int64 class indices, or a floating tensor of ``input``'s shape.
+        Output: scalar; for ``reduction='none'``, ``(N, C)`` (or ``(C,)`` with ``batch_dice``).
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        smooth: float = 1.0,
+        weight: torch.Tensor | Sequence[float] | None = None,
+        ignore_index: int | None = None,
+        batch_dice: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.smooth = _check_nonnegative(smooth, "smooth")
+        self.ignore_index = ignore_index
+        self.batch_dice = bool(batch_dice)
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("weight", check_class_weight(weight))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the soft Dice loss of probabilities ``input`` against ``target``."""
+        if not torch.is_floating_point(input):
+            raise TypeError(f"input must be a floating-point tensor of probabilities, got dtype {input.dtype}")
+        if input.dim() < 3:
+            raise ValueError(f"input must have shape (N, C, d1, ...), e.g. (N, C, H, W), got {tuple(input.shape)}")
+        if input.numel() and (input.min() < 0 or input.max() > 1):
+            raise ValueError(
+                f"input must hold probabilities in [0, 1] (apply softmax or sigmoid to logits first), "
+                f"got min {input.min():g} and max {input.max():g}"
+            )
+        num_classes = input.shape[1]
+        mask = None
+        if torch.is_floating_point(target):
+            if target.shape != input.shape:
+                raise ValueError(
+                    f"a floating target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}"
+                )
+            onehot = target.to(input.dtype)
+        else:
+            check_class_targets(input, target, self.ignore_index, input_name="input")
+            if self.ignore_index is not None:
+                mask = (target != self.ignore_index).unsqueeze(1).to(input.dtype)
+                target = target.masked_fill(mask.squeeze(1) == 0, 0)
+            onehot = F.one_hot(target, num_classes).movedim(-1, 1).to(input.dtype)
+        probs = input if mask is None else input * mask
+        onehot = onehot if mask is None else onehot * mask
+        dims = tuple(range(2, input.dim()))
+        if self.batch_dice:
+            dims = (0, *dims)
+        intersection = (probs * onehot).sum(dims)
+        denominator = probs.sum(dims) + onehot.sum(dims)
+        loss = 1.0 - (2.0 * intersection + self.smooth) / (denominator + self.smooth)
+        if self.weight is None:
+            return reduce_loss(loss, self.reduction)
+        check_class_weight(self.weight, num_classes)
+        w = self.weight.to(dtype=loss.dtype, device=loss.device)
+        rows = 1 if self.batch_dice else loss.shape[0]
+        return reduce_loss(loss * w, self.reduction, weight_sum=w.sum() * rows)
+
+    def extra_repr(self) -> str:
+        return f"smooth={self.smooth}, batch_dice={self.batch_dice}, reduction={self.reduction!r}"
+
+
+TASK_SCALES = {"classification": 1.0, "regression": 0.5}
+
+
+class UncertaintyWeightedLoss(nn.Module):
+    r"""Multi-task loss weighted by learned homoscedastic uncertainty (Kendall et al., 2018).
+
+    For task losses :math:`L_1, \dots, L_T` and learnable log-variances
+    :math:`s_k = \log \sigma_k^2` (initialised to ``init_log_var``),
+
+    .. math::
+        L = \sum_{k=1}^{T} \Bigl( c_k\, e^{-s_k} L_k + \tfrac{1}{2} s_k \Bigr),
+
+    with :math:`c_k = 1/2` for a regression task (Gaussian likelihood, :math:`L_k` the mean squared
+    error) and :math:`c_k = 1` for a classification task (:math:`L_k` the cross-entropy); the
+    :math:`\tfrac12 s_k = \log\sigma_k` term stops every :math:`\sigma_k` from growing without bound.
+
+    The log-variances are ``nn.Parameter`` s of this module: **pass them to the optimizer** together
+    with the network's (``optimizer = Adam([*model.parameters(), *loss_fn.parameters()])``), or
+    they never move and the weights stay at their initial values. For a fixed :math:`L_k` the
+    optimum is :math:`e^{s_k} = 2 c_k L_k`, where the task's term equals
+    :math:`\tfrac12 + \tfrac12 \log(2 c_k L_k)`: negative as soon as :math:`L_k < 1/(2 c_k e)`.
+    A negative total is therefore expected once the tasks are learned, and clamping it at zero
+    would remove every gradient.
+
+    Args:
+        num_tasks: number of task losses :math:`T \ge 1`.
+        task_types: ``'classification'`` or ``'regression'`` per task (default: all classification).
+        init_log_var: initial :math:`s_k` (0 means every task starts with weight :math:`c_k`).
+        reduction: ``'sum'`` (default, the total above), ``'mean'`` (divided by :math:`T`) or
+            ``'none'`` (the per-task terms, shape ``(T,)``).
+
+    Shape:
+        forward takes the :math:`T` task losses as scalars (separate arguments, a sequence, or a
+        ``(T,)`` tensor) and returns a scalar, or ``(T,)`` for ``reduction='none'``.
+    """
+
+    scales: torch.Tensor
+
+    def __init__(
+        self,
+        num_tasks: int,
+        task_types: Sequence[str] | None = None,
+        init_log_var: float = 0.0,
+        reduction: str = "sum",
+    ) -> None:
+        super().__init__()
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+        types = ["classification"] * num_tasks if task_types is None else list(task_types)
+        if len(types) != num_tasks:
+            raise ValueError(f"task_types must have num_tasks={num_tasks} entries, got {len(types)}")
+        unknown = [t for t in types if t not in TASK_SCALES]
+        if unknown:
+            raise ValueError(f"task_types entries must be in {tuple(TASK_SCALES)}, got {unknown}")
+        self.task_types = tuple(types)
+        self.reduction = check_reduction(reduction)
+        self.log_vars = nn.Parameter(torch.full((num_tasks,), float(init_log_var)))
+        self.register_buffer("scales", torch.tensor([TASK_SCALES[t] for t in types]))
+
+    @property
+    def num_tasks(self) -> int:
+        return self.log_vars.numel()
+
+    def forward(self, *losses: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Combine the task losses into the uncertainty-weighted total."""
+        if len(losses) == 1 and not (isinstance(losses[0], torch.Tensor) and losses[0].dim() == 0):
+            losses = tuple(losses[0])
+        if len(losses) != self.num_tasks:
+            raise ValueError(f"expected {self.num_tasks} task losses (one per task), got {len(losses)}")
+        for k, loss in enumerate(losses):
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not torch.is_floating_point(loss):
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(f"task loss {k} must be a floating scalar tensor (reduce it first), got {shape}")
+        stacked = torch.stack(list(losses))
+        log_vars = self.log_vars.to(stacked.dtype)
+        terms = self.scales.to(stacked.dtype) * torch.exp(-log_vars) * stacked + 0.5 * log_vars
+        return reduce_loss(terms, self.reduction)
+
+    @torch.no_grad()
+    def weights(self) -> torch.Tensor:
+        r"""The current effective task weights :math:`c_k e^{-s_k}` (a detached ``(T,)`` tensor)."""
+        return self.scales * torch.exp(-self.log_vars.detach())
+
+    def extra_repr(self) -> str:
+        return f"task_types={self.task_types}, reduction={self.reduction!r}"

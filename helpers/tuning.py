@@ -1,0 +1,590 @@
+"""Choosing hyperparameters honestly: search strategies, seed sweeps, selection bias, penalties.
+
+A *search* spends a fixed budget of objective evaluations (training runs) on a
+:data:`SearchSpace`, a mapping from a parameter name to one of :class:`FloatRange`,
+:class:`IntRange` or :class:`Categorical`. Three strategies share one interface and one result
+type, so they can be compared at an equal budget:
+
+* :func:`grid_search`: the largest full grid with at most ``budget`` points (:func:`grid_points`);
+* :func:`random_search`: ``budget`` independent draws from the space (seeded);
+* :func:`optuna_search`: Optuna's TPE sampler (Akiba et al., 2019; seeded).
+
+Each returns a :class:`SearchResult`; :func:`best_so_far` turns its scores into the curve
+``b_t = max_{i <= t} s_i`` (or ``min`` when minimizing) that compares strategies run by run.
+
+:func:`sensitivity` repeats a one-knob experiment over several seeds and summarises it as
+mean and (sample, ``ddof=1``) standard deviation per knob value. :func:`selection_bias` measures
+the optimism of reporting the score of the configuration that was chosen on the very same data.
+
+Finally, :func:`l2_penalty` and :func:`l1_penalty` are the regularization terms one adds to a
+loss, and :func:`fraction_near_zero` measures the sparsity an L1 term induces.
+
+Nothing here keeps global state: every random choice comes from an explicit ``seed``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+Direction = Literal["maximize", "minimize"]
+Objective = Callable[[dict[str, Any]], float]
+
+__all__ = [
+    "Categorical",
+    "FloatRange",
+    "IntRange",
+    "SearchResult",
+    "SearchSpace",
+    "Trial",
+    "STRATEGIES",
+    "best_so_far",
+    "fraction_near_zero",
+    "grid_points",
+    "grid_search",
+    "grid_shape",
+    "l1_penalty",
+    "l2_penalty",
+    "optuna_search",
+    "random_halves",
+    "random_search",
+    "run_search",
+    "selection_bias",
+    "sensitivity",
+    "summarize_sensitivity",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Search spaces
+# --------------------------------------------------------------------------------------------
+
+
+def _check_direction(direction: str) -> Direction:
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    return direction  # type: ignore[return-value]
+
+
+def _check_seed(seed: int, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _check_budget(budget: int) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive int (number of objective evaluations), got {budget!r}")
+    return int(budget)
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A real parameter in ``[low, high]``, uniform or (``log=True``) log-uniform.
+
+    ``grid(n)`` returns ``n`` evenly spaced points including both ends (geometric spacing when
+    ``log``); ``grid(n, include_ends=False)`` returns the centres of ``n`` equal cells instead, which
+    keeps a coarse grid away from the edges of the range. ``sample`` draws ``low + U (high - low)``
+    or ``exp(U(log low, log high))``.
+    """
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or not self.low < self.high:
+            raise ValueError(f"FloatRange needs finite low < high, got low={self.low!r}, high={self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"FloatRange with log=True needs low > 0, got low={self.low!r}")
+
+    def grid(self, n: int, include_ends: bool = True) -> list[float]:
+        lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        if n == 1 or not include_ends:
+            points = lo + (np.arange(n) + 0.5) * (hi - lo) / n
+        else:
+            points = np.linspace(lo, hi, n)
+        return [float(math.exp(p)) if self.log else float(p) for p in points]
+
+    def sample(self, rng: np.random.Generator) -> float:
+        if self.log:
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return float(trial.suggest_float(name, self.low, self.high, log=self.log))
+
+    @property
+    def size(self) -> float:
+        return math.inf
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer parameter in ``[low, high]`` (both included), uniform or log-uniform."""
+
+    low: int
+    high: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.low, (int, np.integer)) or not isinstance(self.high, (int, np.integer)):
+            raise TypeError(f"IntRange needs int bounds, got low={self.low!r}, high={self.high!r}")
+        if not self.low < self.high:
+            raise ValueError(f"IntRange needs low < high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"IntRange with log=True needs low > 0, got low={self.low}")
+
+    def grid(self, n: int, include_ends: bool = True) -> list[int]:
+        points = FloatRange(float(self.low), float(self.high), self.log).grid(n, include_ends)
+        return sorted({int(round(p)) for p in points})
+
+    def sample(self, rng: np.random.Generator) -> int:
+        if self.log:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
+            return int(min(self.high, math.floor(value)))
+        return int(rng.integers(self.low, self.high + 1))
+
+    def suggest(self, trial: Any, name: str) -> int:
+        return int(trial.suggest_int(name, int(self.low), int(self.high), log=self.log))
+
+    @property
+    def size(self) -> float:
+        return float(self.high - self.low + 1)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A parameter taking one of ``choices`` (numbers, strings, booleans or None)."""
+
+    choices: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.choices) == 0:
+            raise ValueError("Categorical needs at least one choice")
+        object.__setattr__(self, "choices", tuple(self.choices))
+
+    def grid(self, n: int, include_ends: bool = True) -> list[Any]:
+        if n >= len(self.choices):
+            return list(self.choices)
+        index = np.linspace(0, len(self.choices) - 1, n).round().astype(int)
+        return [self.choices[i] for i in sorted(set(index.tolist()))]
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.choices))
+
+    @property
+    def size(self) -> float:
+        return float(len(self.choices))
+
+
+Param = FloatRange | IntRange | Categorical
+SearchSpace = Mapping[str, Param]
+
+
+def _check_space(space: SearchSpace) -> dict[str, Param]:
+    if not isinstance(space, Mapping) or not space:
+        raise ValueError("space must be a non-empty mapping from parameter name to FloatRange/IntRange/Categorical")
+    for name, param in space.items():
+        if not isinstance(name, str):
+            raise TypeError(f"space keys must be parameter names (str), got {name!r}")
+        if not isinstance(param, (FloatRange, IntRange, Categorical)):
+            raise TypeError(
+                f"space[{name!r}] must be a FloatRange, IntRange or Categorical, got {type(param).__name__}"
+            )
+    return dict(space)
+
+
+def grid_shape(space: SearchSpace, budget: int) -> tuple[int, ...]:
+    """Points per dimension of the largest full grid over ``space`` with at most ``budget`` points.
+
+    Each dimension gets at least two points when the budget allows (a one-point axis would fix the
+    parameter at the middle of its range); among those shapes, the largest product ``<= budget`` wins
+    (each dimension capped by its number of distinct values), then the most balanced one, earlier
+    dimensions first on ties. Example: three real parameters and a budget of 16 give ``(4, 2, 2)``;
+    a budget of 9 gives ``(2, 2, 2)``, leaving one evaluation unused.
+    """
+    space = _check_space(space)
+    budget = _check_budget(budget)
+    caps = [int(min(p.size, budget)) for p in space.values()]
+
+    def shapes(prefix: tuple[int, ...], room: int):
+        if len(prefix) == len(caps):
+            yield prefix
+            return
+        for n in range(1, min(caps[len(prefix)], room) + 1):
+            yield from shapes((*prefix, n), room // n)
+
+    def key(shape: tuple[int, ...]) -> tuple:
+        return (min(min(shape), 2), math.prod(shape), -(max(shape) - min(shape)), shape)
+
+    return max(shapes((), budget), key=key)
+
+
+def grid_points(space: SearchSpace, budget: int, include_ends: bool = True) -> list[dict[str, Any]]:
+    """The full grid of :func:`grid_shape` as a list of parameter dicts (row-major order).
+
+    ``include_ends=False`` puts the points of each numeric axis at the centres of equal cells
+    (see :class:`FloatRange`) instead of on both ends of the range.
+    """
+    space = _check_space(space)
+    shape = grid_shape(space, budget)
+    axes = [param.grid(n, include_ends) for param, n in zip(space.values(), shape, strict=True)]
+    return [dict(zip(space, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+# --------------------------------------------------------------------------------------------
+# Search results and strategies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluation of the objective: its index, parameters, score and wall time in seconds."""
+
+    number: int
+    params: dict[str, Any]
+    value: float
+    seconds: float
+
+
+@dataclass
+class SearchResult:
+    """The trials of one search, in the order they ran.
+
+    Attributes:
+        strategy: ``"grid"``, ``"random"`` or ``"optuna"``.
+        direction: ``"maximize"`` or ``"minimize"``.
+        trials: the evaluations, in order.
+    """
+
+    strategy: str
+    direction: Direction
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Scores in run order, shape ``(n_trials,)``."""
+        return np.array([t.value for t in self.trials], dtype=float)
+
+    @property
+    def best(self) -> Trial:
+        """The best trial (the first one on ties)."""
+        if not self.trials:
+            raise ValueError("the search has no trials")
+        values = self.values
+        index = int(np.nanargmax(values) if self.direction == "maximize" else np.nanargmin(values))
+        return self.trials[index]
+
+    def best_so_far(self) -> np.ndarray:
+        """:func:`best_so_far` of :attr:`values`."""
+        return best_so_far(self.values, self.direction)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial: ``number``, the parameters, ``value``, ``best_so_far``, ``seconds``."""
+        rows = [{"number": t.number, **t.params, "value": t.value, "seconds": t.seconds} for t in self.trials]
+        frame = pd.DataFrame(rows)
+        if len(frame):
+            frame.insert(len(frame.columns) - 1, "best_so_far", self.best_so_far())
+        return frame
+
+
+def best_so_far(values: Sequence[float] | np.ndarray, direction: Direction = "maximize") -> np.ndarray:
+    """Running best of a sequence of scores: ``b_t = max_{i <= t} s_i`` (``min`` when minimizing).
+
+    NaN scores (failed runs) never become the best; the curve is NaN until the first finite score.
+    """
+    _check_direction(direction)
+    s = np.asarray(values, dtype=float)
+    if s.ndim != 1:
+        raise ValueError(f"values must be 1-D, got shape {s.shape}")
+    fill = -np.inf if direction == "maximize" else np.inf
+    running = (np.maximum if direction == "maximize" else np.minimum).accumulate(np.where(np.isnan(s), fill, s))
+    return np.where(running == fill, np.nan, running)
+
+
+def _evaluate(objective: Objective, params: dict[str, Any], number: int) -> Trial:
+    start = time.perf_counter()
+    value = objective(dict(params))
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"the objective must return a number, got {type(value).__name__} for {params}") from None
+    return Trial(number=number, params=dict(params), value=value, seconds=time.perf_counter() - start)
+
+
+def _run_points(
+    strategy: str, objective: Objective, points: Iterable[dict[str, Any]], direction: Direction, show: Callable
+) -> SearchResult:
+    result = SearchResult(strategy=strategy, direction=direction)
+    for number, params in enumerate(show(list(points))):
+        result.trials.append(_evaluate(objective, params, number))
+    return result
+
+
+def _no_progress(items):
+    return items
+
+
+def grid_search(
+    objective: Objective,
+    space: SearchSpace,
+    budget: int,
+    *,
+    direction: Direction = "maximize",
+    shuffle_seed: int | None = 0,
+    include_ends: bool = True,
+    progress: Callable | None = None,
+) -> SearchResult:
+    """Evaluate ``objective`` on the largest full grid with at most ``budget`` points.
+
+    Args:
+        objective: maps a parameter dict to a score.
+        space: the :data:`SearchSpace`.
+        budget: maximum number of evaluations; the grid may use fewer (see :func:`grid_shape`).
+        direction: whether larger (``"maximize"``) or smaller scores are better.
+        shuffle_seed: the grid is visited in a random order drawn with this seed, so that its
+            best-so-far curve is comparable to the other strategies' (``None``: row-major order).
+        include_ends: grid points on the ends of each numeric range (True) or at cell centres.
+        progress: optional wrapper around the list of points, e.g. ``helpers.runtime.progress``.
+    """
+    _check_direction(direction)
+    points = grid_points(space, budget, include_ends)
+    if shuffle_seed is not None:
+        order = np.random.default_rng(_check_seed(shuffle_seed, "shuffle_seed")).permutation(len(points))
+        points = [points[i] for i in order]
+    return _run_points("grid", objective, points, direction, progress or _no_progress)
+
+
+def random_search(
+    objective: Objective,
+    space: SearchSpace,
+    budget: int,
+    *,
+    seed: int = 0,
+    direction: Direction = "maximize",
+    progress: Callable | None = None,
+) -> SearchResult:
+    """Evaluate ``objective`` at ``budget`` independent random draws from ``space`` (seeded with ``seed``)."""
+    _check_direction(direction)
+    space = _check_space(space)
+    budget = _check_budget(budget)
+    rng = np.random.default_rng(_check_seed(seed))
+    points = [{name: param.sample(rng) for name, param in space.items()} for _ in range(budget)]
+    return _run_points("random", objective, points, direction, progress or _no_progress)
+
+
+def optuna_search(
+    objective: Objective,
+    space: SearchSpace,
+    budget: int,
+    *,
+    seed: int = 0,
+    direction: Direction = "maximize",
+    n_startup_trials: int | None = None,
+    progress: Callable | None = None,
+) -> SearchResult:
+    """Evaluate ``objective`` ``budget`` times, proposed by Optuna's seeded TPE sampler.
+
+    Args:
+        n_startup_trials: random trials before TPE starts modelling the scores (default
+            ``min(10, max(2, budget // 3))``: with a small budget, Optuna's default of 10 random
+            start-up trials would leave TPE almost nothing to do).
+        progress: optional wrapper around ``range(budget)`` (a progress bar).
+
+    Raises:
+        ImportError: if Optuna is not installed (``pip install optuna``).
+    """
+    import optuna
+
+    _check_direction(direction)
+    space = _check_space(space)
+    budget = _check_budget(budget)
+    seed = _check_seed(seed)
+    startup = min(10, max(2, budget // 3)) if n_startup_trials is None else int(n_startup_trials)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        result = SearchResult(strategy="optuna", direction=direction)
+        for number in (progress or _no_progress)(range(budget)):
+            trial = study.ask()
+            params = {name: param.suggest(trial, name) for name, param in space.items()}
+            done = _evaluate(objective, params, number)
+            study.tell(trial, done.value)
+            result.trials.append(done)
+    finally:
+        optuna.logging.set_verbosity(previous)
+    return result
+
+
+STRATEGIES: dict[str, Callable[..., SearchResult]] = {
+    "grid": grid_search,
+    "random": random_search,
+    "optuna": optuna_search,
+}
+
+
+def run_search(strategy: str, objective: Objective, space: SearchSpace, budget: int, **kwargs: Any) -> SearchResult:
+    """Dispatch to :data:`STRATEGIES` by name (``"grid"``, ``"random"`` or ``"optuna"``).
+
+    ``seed`` is accepted for every strategy; the grid uses it as ``shuffle_seed``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+    if strategy == "grid" and "seed" in kwargs:
+        kwargs["shuffle_seed"] = kwargs.pop("seed")
+    return STRATEGIES[strategy](objective, space, budget, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Seed sweeps and selection bias
+# --------------------------------------------------------------------------------------------
+
+
+def sensitivity(
+    run: Callable[[Any, int], float | Mapping[str, float]],
+    values: Sequence[Any],
+    seeds: Sequence[int],
+    *,
+    progress: Callable | None = None,
+) -> pd.DataFrame:
+    """Run ``run(value, seed)`` for every knob value and seed; one row per run.
+
+    ``run`` returns a score or a dict of named scores. The frame has columns ``value``, ``seed``
+    and one column per score (``score`` when ``run`` returns a number). Summarise it with
+    :func:`summarize_sensitivity`.
+    """
+    if len(values) == 0 or len(seeds) == 0:
+        raise ValueError(f"values and seeds must be non-empty, got {len(values)} values and {len(seeds)} seeds")
+    for s in seeds:
+        _check_seed(s, "each seed")
+    rows = []
+    pairs = [(v, s) for v in values for s in seeds]
+    for value, seed in (progress or _no_progress)(pairs):
+        out = run(value, seed)
+        scores = dict(out) if isinstance(out, Mapping) else {"score": float(out)}
+        rows.append({"value": value, "seed": seed, **scores})
+    return pd.DataFrame(rows)
+
+
+def summarize_sensitivity(frame: pd.DataFrame, score: str = "score", by: str | Sequence[str] = "value") -> pd.DataFrame:
+    """Mean, sample standard deviation (``ddof=1``; NaN for one seed) and count of ``score`` per ``by``.
+
+    Returns a frame indexed like ``by`` with columns ``mean``, ``std``, ``n``, in the order the
+    values first appear.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*keys, score] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame has no column(s) {missing}; columns are {list(frame.columns)}")
+    grouped = frame.groupby(keys, sort=False)[score]
+    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
+
+
+def selection_bias(
+    select_scores: np.ndarray | Sequence[Sequence[float]],
+    report_scores: np.ndarray | Sequence[Sequence[float]],
+    direction: Direction = "maximize",
+) -> pd.DataFrame:
+    """The optimism of reporting the score a configuration got on the data it was chosen on.
+
+    Both arrays have shape ``(R, K)``: R repetitions (seeds, or random splits) of K candidate
+    configurations, scored on a *selection* set and on an independent *report* set drawn from the
+    same distribution. In each repetition ``k* = argmax_k select[r, k]`` (argmin when minimizing), and
+
+    ``bias_r = select[r, k*] - report[r, k*]``  (sign flipped when minimizing),
+
+    which is on average >= 0: the maximum of noisy estimates overstates the chosen one's true
+    score. Returns one row per repetition with ``chosen``, ``selected_score``, ``fresh_score`` and
+    ``bias``.
+    """
+    _check_direction(direction)
+    sel = np.asarray(select_scores, dtype=float)
+    rep = np.asarray(report_scores, dtype=float)
+    if sel.ndim != 2 or sel.shape != rep.shape or sel.shape[1] == 0:
+        raise ValueError(
+            f"select_scores and report_scores must both have shape (R, K) with K >= 1, got {sel.shape} and {rep.shape}"
+        )
+    chosen = sel.argmax(axis=1) if direction == "maximize" else sel.argmin(axis=1)
+    rows = np.arange(sel.shape[0])
+    selected, fresh = sel[rows, chosen], rep[rows, chosen]
+    sign = 1.0 if direction == "maximize" else -1.0
+    bias = sign * (selected - fresh)
+    return pd.DataFrame({"chosen": chosen, "selected_score": selected, "fresh_score": fresh, "bias": bias})
+
+
+def random_halves(n: int, n_splits: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n_splits`` random splits of ``range(n)`` into two disjoint halves (sizes ``n // 2`` and the rest).
+
+    Used to estimate :func:`selection_bias` from one evaluation set: choose on the first half,
+    report on the second. Returns a list of ``(first, second)`` ``int64`` index tensors in random
+    order, so that a prefix ``first[:m]`` is itself a random subset of ``m`` examples.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+        raise ValueError(f"n_splits must be a positive int, got {n_splits!r}")
+    generator = torch.Generator().manual_seed(_check_seed(seed))
+    splits = []
+    for _ in range(n_splits):
+        perm = torch.randperm(int(n), generator=generator)
+        splits.append((perm[: n // 2], perm[n // 2 :]))
+    return splits
+
+
+# --------------------------------------------------------------------------------------------
+# Regularization terms added to a loss
+# --------------------------------------------------------------------------------------------
+
+
+def _stack_parameters(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
+    params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    if not params:
+        raise ValueError("parameters must contain at least one tensor")
+    for p in params:
+        if not isinstance(p, torch.Tensor) or not torch.is_floating_point(p):
+            raise TypeError(f"parameters must be floating-point tensors, got {type(p).__name__}")
+    return params
+
+
+def l2_penalty(parameters: Iterable[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of all parameters, ``R(w) = sum_j w_j^2`` (a 0-dim tensor, differentiable).
+
+    Convention: ``loss + (lam / 2) * l2_penalty(params)`` has gradient ``grad + lam * w``, which is
+    exactly what ``torch.optim.SGD(..., weight_decay=lam)`` adds; ``loss + lam * l2_penalty(params)``
+    corresponds to ``weight_decay = 2 * lam``.
+    """
+    return torch.stack([p.pow(2).sum() for p in _stack_parameters(parameters)]).sum()
+
+
+def l1_penalty(parameters: Iterable[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """L1 norm of all parameters, ``R(w) = sum_j |w_j|`` (a 0-dim tensor; subgradient 0 at 0)."""
+    return torch.stack([p.abs().sum() for p in _stack_parameters(parameters)]).sum()
+
+
+def fraction_near_zero(tensor: torch.Tensor, atol: float = 1e-3) -> float:
+    """Fraction of the entries of ``tensor`` with ``|w| <= atol`` (its sparsity at tolerance ``atol``).
+
+    A tolerance is needed because (sub)gradient descent on an L1 term makes weights hover around 0
+    (within about ``lr * lam``) rather than land on it exactly.
+    """
+    if not isinstance(tensor, torch.Tensor) or not torch.is_floating_point(tensor):
+        raise TypeError(f"tensor must be a floating-point tensor, got {type(tensor).__name__}")
+    if tensor.numel() == 0:
+        raise ValueError("tensor must not be empty")
+    if not atol >= 0:
+        raise ValueError(f"atol must be >= 0, got {atol!r}")
+    return float((tensor.detach().abs() <= atol).float().mean())

@@ -1,0 +1,177 @@
+"""Unit tests for helpers.fast_focal: same values and gradients as helpers.losses.FocalLoss, limits,
+gradcheck in float64, properties, bad inputs, state_dict, memory kept for backward, and a smoke test
+of the benchmark script (which measures speed; no test here is timed)."""
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.fast_focal import FastFocalLoss, fast_focal_loss
+from helpers.losses import FocalLoss
+
+REDUCTIONS = ("none", "mean", "sum")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _logits(shape, seed=0, dtype=torch.float64, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    x = scale * torch.randn(*shape, generator=g, dtype=dtype)
+    c = shape[1]
+    y = torch.randint(0, c, (shape[0], *shape[2:]), generator=g)
+    return x, y
+
+
+def _forward_backward(loss, x, y):
+    leaf = x.detach().clone().requires_grad_()
+    out = loss(leaf, y)
+    (grad,) = torch.autograd.grad(out.sum(), leaf)
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize(
+    "dtype, reduction, gamma, weighted, shape",
+    list(
+        itertools.product(
+            [torch.float32, torch.float64], REDUCTIONS, [0.0, 0.5, 2.0, 3.5], [False, True], [(40, 7), (8, 5, 3, 2)]
+        )
+    ),
+)
+def test_matches_reference_focal_loss(dtype, reduction, gamma, weighted, shape):
+    x, y = _logits(shape, seed=1, dtype=dtype)
+    alpha = torch.linspace(0.25, 2.0, shape[1]) if weighted else None
+    ref, ref_grad = _forward_backward(FocalLoss(gamma, alpha, reduction), x, y)
+    out, grad = _forward_backward(FastFocalLoss(gamma, alpha, reduction), x, y)
+    assert out.dtype == dtype and out.shape == ref.shape
+    if dtype == torch.float64:
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(grad, ref_grad)
+        return
+    # float32: both round differently; the fast version must be at least as close to the float64 truth
+    truth, truth_grad = _forward_backward(FocalLoss(gamma, alpha, reduction), x.double(), y)
+    for fast_value, ref_value, exact in [(out, ref, truth), (grad, ref_grad, truth_grad)]:
+        fast_error = (fast_value.double() - exact).abs().max()
+        ref_error = (ref_value.double() - exact).abs().max()
+        assert fast_error <= 1.5 * ref_error + 1e-6 * exact.abs().max()
+        torch.testing.assert_close(fast_value.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_limits_are_cross_entropy():
+    x, y = _logits((50, 6), seed=2)
+    w = torch.rand(6, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(fast_focal_loss(x, y, gamma=0.0), F.cross_entropy(x, y))
+    torch.testing.assert_close(fast_focal_loss(x, y, w, gamma=0.0), F.cross_entropy(x, y, weight=w))
+    torch.testing.assert_close(
+        fast_focal_loss(x, y, w, gamma=0.0, reduction="none"), F.cross_entropy(x, y, weight=w, reduction="none")
+    )
+
+
+def test_gradcheck_float64():
+    x, y = _logits((5, 4), seed=3, scale=1.5)
+    x.requires_grad_()
+    alpha = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=torch.float64)
+    for gamma, a, reduction in itertools.product([0.0, 0.5, 2.0], [None, alpha], REDUCTIONS):
+        assert torch.autograd.gradcheck(
+            lambda z, g=gamma, a=a, r=reduction: fast_focal_loss(z, y, a, g, r), (x,), fast_mode=reduction == "none"
+        )
+
+
+def test_gamma_below_one_finite_gradients_at_saturated_logits():
+    x = torch.tensor([[60.0, 0.0, 0.0], [0.0, 30.0, -30.0], [2.0, 1.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1, 2])
+    loss = fast_focal_loss(x, y, gamma=0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert x.grad[2].abs().sum() > 0  # the hard example still learns
+
+
+def test_focal_at_most_cross_entropy_elementwise():
+    x, y = _logits((300, 10), seed=4)
+    focal = fast_focal_loss(x, y, gamma=2.0, reduction="none")
+    ce = F.cross_entropy(x, y, reduction="none")
+    assert (focal <= ce).all() and (focal >= 0).all()
+
+
+def test_mean_invariant_to_scaling_alpha():
+    x, y = _logits((60, 5), seed=5)
+    alpha = torch.rand(5, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(fast_focal_loss(x, y, alpha), fast_focal_loss(x, y, 3.0 * alpha))
+    assert not torch.allclose(
+        fast_focal_loss(x, y, alpha, reduction="sum"), fast_focal_loss(x, y, 3.0 * alpha, reduction="sum")
+    )
+
+
+def test_bad_inputs():
+    x, y = _logits((4, 3), seed=6)
+    with pytest.raises(ValueError, match="gamma"):
+        fast_focal_loss(x, y, gamma=-0.5)
+    with pytest.raises(ValueError, match="reduction"):
+        fast_focal_loss(x, y, reduction="avg")
+    with pytest.raises(ValueError, match="alpha must have 3 entries"):
+        fast_focal_loss(x, y, alpha=[1.0, 2.0])
+    with pytest.raises(TypeError, match="int64"):
+        fast_focal_loss(x, y.int())
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        fast_focal_loss(x, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(TypeError, match="floating-point"):
+        FastFocalLoss()(y.view(4, 1).expand(4, 3).contiguous(), y)
+
+
+def test_state_dict_round_trip_with_reference_module():
+    reference = FocalLoss(2.0, alpha=[0.5, 1.0, 2.0])
+    fast = FastFocalLoss(2.0, alpha=[1.0, 1.0, 1.0])
+    fast.load_state_dict(reference.state_dict())
+    assert torch.equal(fast.alpha, reference.alpha)
+    x, y = _logits((10, 3), seed=7)
+    torch.testing.assert_close(fast(x, y), reference(x, y))
+    assert fast.to(torch.float64).weight.dtype == torch.float64
+
+
+def test_keeps_no_class_sized_tensor_for_backward_and_is_once_differentiable():
+    x, y = _logits((64, 50), seed=8, dtype=torch.float32)
+    x.requires_grad_()
+    loss = fast_focal_loss(x, y)
+    saved = loss.grad_fn.saved_tensors
+    big = [t for t in saved if t.numel() >= x.numel()]
+    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()  # only the logits themselves
+    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    assert grad.grad_fn is None  # once_differentiable: the gradient is not itself differentiable
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        grad.sum().backward()
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_losses", ROOT / "benchmarks" / "bench_losses.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_smoke():
+    bench = _bench_module()
+    rows = bench.run_benchmark(n=64, classes=(3, 5), repeats=2, warmup=0)
+    assert {r["loss"] for r in rows} == {"cross_entropy", "focal_eager", "focal_fast", "sigmoid_focal_tv"}
+    assert len(rows) == 8
+    for r in rows:
+        if r["loss"] == "cross_entropy":
+            assert r["time_ratio"] == 1.0 and r["memory_ratio"] == 1.0
+        assert r["ms"] > 0 and r["peak_mib"] > 0
+    table = bench.format_table(rows)
+    assert table.count("\n") == len(rows) + 1
+    with pytest.raises(ValueError, match="repeats"):
+        bench.run_benchmark(n=64, classes=(3,), repeats=0)
+
+
+def test_peak_memory_tracker_counts_live_tensors():
+    bench = _bench_module()
+    tracker = bench.PeakTensorMemory()
+    with tracker:
+        a = torch.ones(1000)  # 4000 bytes
+        b = a * 2  # 8000 alive
+        del a, b
+        c = torch.zeros(500)  # the two above are freed: 2000 alive
+    assert tracker.peak == 8000
+    assert sum(n for _, n in tracker.live.values()) == c.numel() * 4

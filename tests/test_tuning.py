@@ -1,0 +1,254 @@
+"""Unit tests for helpers.tuning: search spaces, strategies, seed sweeps, selection bias, penalties."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers.tuning import (
+    Categorical,
+    FloatRange,
+    IntRange,
+    best_so_far,
+    fraction_near_zero,
+    grid_points,
+    grid_search,
+    grid_shape,
+    l1_penalty,
+    l2_penalty,
+    optuna_search,
+    random_halves,
+    random_search,
+    run_search,
+    selection_bias,
+    sensitivity,
+    summarize_sensitivity,
+)
+
+SPACE = {"x": FloatRange(-2.0, 2.0), "lr": FloatRange(1e-4, 1.0, log=True), "kind": Categorical(("a", "b"))}
+
+
+def bowl(params):
+    """A smooth objective with its maximum 0 at x = 0.5, lr = 1e-2, kind = 'b'."""
+    penalty = 0.0 if params["kind"] == "b" else 0.5
+    return -((params["x"] - 0.5) ** 2) - (math.log10(params["lr"]) + 2) ** 2 - penalty
+
+
+# ---------------------------------------------------------------- spaces and grids
+
+
+def test_float_range_grid_and_sample():
+    assert FloatRange(0, 1).grid(3) == [0.0, 0.5, 1.0]
+    assert FloatRange(1e-3, 1e-1, log=True).grid(3) == pytest.approx([1e-3, 1e-2, 1e-1])
+    assert FloatRange(1e-3, 1e-1, log=True).grid(1) == pytest.approx([1e-2])
+    assert FloatRange(0, 1).grid(2, include_ends=False) == [0.25, 0.75]
+    assert FloatRange(1e-4, 1.0, log=True).grid(2, include_ends=False) == pytest.approx([1e-3, 1e-1])
+    rng = np.random.default_rng(0)
+    draws = [FloatRange(1e-4, 1.0, log=True).sample(rng) for _ in range(2000)]
+    assert min(draws) >= 1e-4 and max(draws) <= 1.0
+    # log-uniform: about a quarter of the draws in each decade of the four
+    assert np.mean(np.array(draws) < 1e-3) == pytest.approx(0.25, abs=0.04)
+
+
+def test_int_range_and_categorical():
+    rng = np.random.default_rng(1)
+    draws = {IntRange(2, 4).sample(rng) for _ in range(200)}
+    assert draws == {2, 3, 4}
+    assert IntRange(0, 10).grid(3) == [0, 5, 10]
+    assert Categorical(("a", "b", "c")).grid(5) == ["a", "b", "c"]
+    assert Categorical(("a", "b", "c")).grid(2) == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (lambda: FloatRange(1.0, 1.0), ValueError),
+        (lambda: FloatRange(0.0, 1.0, log=True), ValueError),
+        (lambda: IntRange(1.5, 3), TypeError),
+        (lambda: Categorical(()), ValueError),
+    ],
+)
+def test_bad_ranges_raise(bad, error):
+    with pytest.raises(error):
+        bad()
+
+
+def test_grid_shape_uses_the_budget_and_keeps_two_points_per_axis():
+    three = {"a": FloatRange(0, 1), "b": FloatRange(0, 1), "c": FloatRange(0, 1)}
+    assert grid_shape(three, 16) == (4, 2, 2)
+    assert grid_shape(three, 9) == (2, 2, 2)
+    assert grid_shape(three, 27) == (3, 3, 3)
+    assert grid_shape(three, 5) == (5, 1, 1)  # too small for 2 x 2 x 2: the largest product wins
+    # a categorical axis is capped at its number of choices
+    assert grid_shape({"k": Categorical(("a", "b")), "x": FloatRange(0, 1)}, 10) == (2, 5)
+    points = grid_points(SPACE, 12)
+    assert len(points) == 12 and len({tuple(p.values()) for p in points}) == 12
+    assert {p["kind"] for p in points} == {"a", "b"}
+    centred = grid_points({"x": FloatRange(0, 1)}, 4, include_ends=False)
+    assert [p["x"] for p in centred] == [0.125, 0.375, 0.625, 0.875]
+
+
+def test_space_validation():
+    with pytest.raises(ValueError, match="non-empty"):
+        grid_points({}, 4)
+    with pytest.raises(TypeError, match="space\\['x'\\]"):
+        grid_points({"x": (0, 1)}, 4)
+    with pytest.raises(ValueError, match="budget"):
+        grid_points(SPACE, 0)
+
+
+# ---------------------------------------------------------------- strategies
+
+
+def test_best_so_far():
+    np.testing.assert_array_equal(best_so_far([1, 3, 2, 5, 4]), [1, 3, 3, 5, 5])
+    np.testing.assert_array_equal(best_so_far([4, 5, 2, 3], "minimize"), [4, 4, 2, 2])
+    curve = best_so_far([np.nan, 2.0, np.nan, 1.0])
+    assert np.isnan(curve[0]) and curve[1:].tolist() == [2.0, 2.0, 2.0]
+    with pytest.raises(ValueError, match="direction"):
+        best_so_far([1.0], "max")
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "optuna"])
+def test_each_strategy_spends_the_budget_and_reports_the_best(strategy):
+    calls = []
+
+    def objective(params):
+        calls.append(params)
+        return bowl(params)
+
+    result = run_search(strategy, objective, SPACE, 12, seed=0)
+    assert result.strategy == strategy
+    assert len(result.trials) == len(calls) == 12
+    assert result.best.value == max(bowl(p) for p in calls)
+    curve = result.best_so_far()
+    assert np.all(np.diff(curve) >= 0) and curve[-1] == result.best.value
+    frame = result.to_frame()
+    assert list(frame.columns) == ["number", "x", "lr", "kind", "value", "best_so_far", "seconds"]
+    for trial in result.trials:
+        assert -2 <= trial.params["x"] <= 2 and 1e-4 <= trial.params["lr"] <= 1 and trial.params["kind"] in "ab"
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_seeded_strategies_are_reproducible(strategy):
+    first = run_search(strategy, bowl, SPACE, 8, seed=3)
+    again = run_search(strategy, bowl, SPACE, 8, seed=3)
+    other = run_search(strategy, bowl, SPACE, 8, seed=4)
+    assert [t.params for t in first.trials] == [t.params for t in again.trials]
+    assert [t.params for t in first.trials] != [t.params for t in other.trials]
+
+
+def test_grid_visits_the_grid_in_a_seeded_order():
+    ordered = grid_search(bowl, SPACE, 8, shuffle_seed=None)
+    shuffled = grid_search(bowl, SPACE, 8, shuffle_seed=1)
+    assert [t.params for t in ordered.trials] == grid_points(SPACE, 8)
+    key = [sorted(t.params.items()) for t in shuffled.trials]
+    assert sorted(map(str, key)) == sorted(str(sorted(p.items())) for p in grid_points(SPACE, 8))
+
+
+def test_optuna_beats_random_on_a_smooth_objective():
+    """TPE should exploit a smooth bowl: averaged over seeds it ends closer to the optimum than random."""
+    space = {"x": FloatRange(-2.0, 2.0), "lr": FloatRange(1e-4, 1.0, log=True)}
+
+    def smooth(params):
+        return -((params["x"] - 0.5) ** 2) - (math.log10(params["lr"]) + 2) ** 2
+
+    tpe = np.mean([optuna_search(smooth, space, 30, seed=s).best.value for s in range(4)])
+    rand = np.mean([random_search(smooth, space, 30, seed=s).best.value for s in range(4)])
+    assert tpe > rand
+
+
+def test_minimize_and_bad_objective():
+    result = random_search(lambda p: (p["x"] - 1) ** 2, {"x": FloatRange(-3, 3)}, 10, direction="minimize")
+    assert result.best.value == min(result.values)
+    with pytest.raises(TypeError, match="must return a number"):
+        random_search(lambda p: "bad", {"x": FloatRange(-3, 3)}, 2)
+    with pytest.raises(ValueError, match="strategy"):
+        run_search("bayes", bowl, SPACE, 3)
+    with pytest.raises(ValueError, match="seed"):
+        random_search(bowl, SPACE, 3, seed=-1)
+
+
+# ---------------------------------------------------------------- sweeps and selection bias
+
+
+def test_sensitivity_and_summary():
+    frame = sensitivity(lambda v, s: {"val": v + 0.1 * s, "test": v}, [1.0, 2.0], [0, 1, 2])
+    assert len(frame) == 6 and set(frame.columns) == {"value", "seed", "val", "test"}
+    summary = summarize_sensitivity(frame, "val")
+    assert summary.index.tolist() == [1.0, 2.0]
+    assert summary.loc[1.0, "mean"] == pytest.approx(1.1)
+    assert summary.loc[1.0, "std"] == pytest.approx(0.1)  # sample std of 1.0, 1.1, 1.2
+    assert summary.loc[2.0, "n"] == 3
+    scalar = sensitivity(lambda v, s: v * s, [1, 2], [1])
+    assert scalar["score"].tolist() == [1.0, 2.0]
+    assert math.isnan(summarize_sensitivity(scalar).loc[1, "std"])
+    with pytest.raises(ValueError, match="no column"):
+        summarize_sensitivity(frame, "score")
+    with pytest.raises(ValueError, match="non-empty"):
+        sensitivity(lambda v, s: 0.0, [], [0])
+
+
+def test_selection_bias_by_hand():
+    select = [[0.9, 0.7], [0.5, 0.8]]
+    report = [[0.8, 0.75], [0.6, 0.6]]
+    bias = selection_bias(select, report)
+    assert bias["chosen"].tolist() == [0, 1]
+    assert bias["bias"].tolist() == pytest.approx([0.1, 0.2])
+    low = selection_bias(select, report, direction="minimize")
+    assert low["chosen"].tolist() == [1, 0] and low["bias"].tolist() == pytest.approx([0.05, 0.1])
+    with pytest.raises(ValueError, match="shape"):
+        selection_bias([[1.0]], [[1.0, 2.0]])
+
+
+def test_selection_bias_is_positive_for_pure_noise():
+    """K identical configurations with noisy scores: choosing on one set overstates by E[max of K]."""
+    rng = np.random.default_rng(0)
+    select, report = rng.normal(size=(4000, 10)), rng.normal(size=(4000, 10))
+    bias = selection_bias(select, report)["bias"]
+    assert bias.mean() == pytest.approx(1.5388, abs=0.05)  # E[max of 10 standard normals]
+
+
+def test_random_halves():
+    splits = random_halves(11, 3, seed=0)
+    assert len(splits) == 3
+    for first, second in splits:
+        assert len(first) == 5 and len(second) == 6
+        assert sorted(torch.cat([first, second]).tolist()) == list(range(11))
+    assert not torch.equal(splits[0][0], splits[1][0])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(splits, random_halves(11, 3, seed=0), strict=True))
+    with pytest.raises(ValueError, match="n must"):
+        random_halves(1, 3, seed=0)
+
+
+# ---------------------------------------------------------------- penalties
+
+
+def test_penalties_match_their_formulas_and_the_sgd_convention():
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3)
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params])
+    assert l2_penalty(params).item() == pytest.approx(flat.pow(2).sum().item(), rel=1e-6)
+    assert l1_penalty(params).item() == pytest.approx(flat.abs().sum().item(), rel=1e-6)
+    # gradient of (lam / 2) * ||w||^2 is lam * w: SGD's weight_decay=lam
+    lam = 0.3
+    (lam / 2 * l2_penalty(params)).backward()
+    for p in params:
+        torch.testing.assert_close(p.grad, lam * p.detach())
+    assert l2_penalty(torch.ones(2, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_penalty_and_sparsity_validation():
+    with pytest.raises(ValueError, match="at least one"):
+        l2_penalty([])
+    with pytest.raises(TypeError, match="floating-point"):
+        l1_penalty([torch.ones(3, dtype=torch.int64)])
+    assert fraction_near_zero(torch.tensor([0.0, 1e-4, -0.5, 2.0])) == 0.5
+    assert fraction_near_zero(torch.tensor([0.0, 1e-4, -0.5, 2.0]), atol=0.0) == 0.25
+    with pytest.raises(ValueError, match="atol"):
+        fraction_near_zero(torch.ones(3), atol=-1.0)
+    with pytest.raises(TypeError):
+        fraction_near_zero(np.ones(3))
