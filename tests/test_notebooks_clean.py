@@ -49,7 +49,8 @@ def test_colab_setup_cell_matches_config(path):
     branch = _config_value("branch", "repository")
     code = [c for c in _cells(path) if c["cell_type"] == "code"]
     first = "".join(code[0]["source"])
-    assert "'google.colab' in sys.modules" in first.replace('"', "'"), f"{path.name}: first code cell is not the Colab setup cell"
+    is_setup = "'google.colab' in sys.modules" in first.replace('"', "'")
+    assert is_setup, f"{path.name}: first code cell is not the Colab setup cell"
     installs = re.findall(r"git\+(\S+?)@([\w.-]+)", first)
     assert installs == [(url, branch)], (
         f"{path.name}: the Colab cell installs {installs}, but _config.yml says repository {url} branch {branch}"
