@@ -51,6 +51,7 @@ PAGE_PROBE = """async () => {
   out.brokenImages = Array.from(document.images)
       .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.getAttribute('src'));
   out.imageCount = document.images.length;
+  out.figureCount = Array.from(document.querySelectorAll('.cell_output img')).length;
   out.links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
   const maths = Array.from(document.querySelectorAll('.math'));
   out.mathCount = maths.length;
@@ -148,12 +149,14 @@ def run_checks(root: Path, shots: Path) -> list[str]:
                     start = max(raw.start() - 40, 0)
                     problems.append(f"raw TeX in text: {info['text'][start:raw.end() + 40]!r}")
                 problems += sorted({p for h in info["links"] if (p := _check_link(root, base, page_path, h))})
+                if info["isNotebook"] and info["figureCount"] == 0:
+                    problems.append("notebook page without any rendered figure (a non-inline matplotlib backend?)")
                 if info["isNotebook"] and not (info["colab"] and info["binder"]):
                     problems.append("notebook page without Colab and Binder launch buttons")
                 shot = shots / (rel.replace("/", "__").removesuffix(".html") + ".png")
                 page.screenshot(path=str(shot), full_page=True)
                 status = "FAIL" if problems else "ok"
-                print(f"{status:4s} {rel}: {info['imageCount']} images, {info['mathCount']} math, "
+                print(f"{status:4s} {rel}: {info['figureCount']} figures, {info['mathCount']} math, "
                       f"{len(info['links'])} links, {len(info['stderr'])} stderr outputs -> {shot.name}")
                 failures += [f"{rel}: {p}" for p in problems]
                 page.close()
@@ -182,6 +185,7 @@ SELF_TEST_EXPECTED = [
     "bad.html: raw TeX in text",
     "bad.html: link to missing nowhere.html",
     "bad.html: link to missing anchor good.html#nope",
+    "bad.html: notebook page without any rendered figure",
     "bad.html: notebook page without Colab and Binder launch buttons",
 ]
 
