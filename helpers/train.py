@@ -69,6 +69,8 @@ class TrainConfig:
         seed: seeds torch (dropout, initialisation done inside ``train``), the batch order, the
             resampling and the ``augment`` generator.
         grad_clip: clip the global gradient norm to this value (None: no clipping).
+        fused: use the optimizer's fused implementation (one kernel for all parameters) where it
+            exists (CPU and CUDA); False keeps PyTorch's default implementation.
     """
 
     epochs: int = 10
@@ -88,6 +90,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     grad_clip: float | None = None
+    fused: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -167,13 +170,28 @@ def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over the model's trainable parameters, as ``config`` says."""
+    """SGD or AdamW over the model's trainable parameters, as ``config`` says.
+
+    With ``config.fused`` (the default) on CPU and CUDA the fused implementation is used (one kernel
+    updates every parameter): for a small network the per-parameter loop of the default CPU
+    implementation costs about 1 ms per step, a tenth of a whole MNIST training step at batch 128
+    (``benchmarks/bench_mnist_trainer.py``).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    devices = {p.device.type for p in params}
+    floating = all(p.is_floating_point() for p in params)
+    fused = config.fused and floating and len(devices) == 1 and devices <= {"cpu", "cuda"}
+    extra = {"fused": True} if fused else {}
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+            **extra,
         )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> None:
@@ -400,13 +418,14 @@ def predict_logits(
 
 
 # ------------------------------------------------------------------------------------- throughput
-#: The trainer variants :func:`compare_throughput` measures, name -> (batch_size, channels_last);
-#: the last one is the setting the MNIST chapter uses.
+#: The trainer variants :func:`compare_throughput` measures, name -> (batch_size, channels_last,
+#: fused optimizer); each adds one change, and the last one is the setting the MNIST chapter uses.
 THROUGHPUT_VARIANTS = {
-    "in-memory, batch 32": (32, False),
-    "in-memory, batch 128": (128, False),
-    "in-memory, batch 256, channels_last": (256, True),
-    "in-memory, batch 128, channels_last": (128, True),
+    "in-memory, batch 32": (32, False, False),
+    "in-memory, batch 128": (128, False, False),
+    "in-memory, batch 128, channels_last": (128, True, False),
+    "in-memory, batch 256, channels_last, fused AdamW": (256, True, True),
+    "in-memory, batch 128, channels_last, fused AdamW": (128, True, True),
 }
 TUTORIAL_BASELINE = "baseline: DataLoader(ToTensor(), batch 32)"
 _BENCH_RECIPE = {"lr": 3e-3, "optimizer": "adamw", "weight_decay": 1e-4, "schedule": "constant"}
@@ -416,7 +435,7 @@ def _tutorial_throughput(model_factory, loader, images: int, seed: int) -> float
     """Images/s of the tutorial loop (data loading included) over ``images`` images."""
     torch.manual_seed(seed)
     model = model_factory()
-    optimizer = make_optimizer(model, TrainConfig(**_BENCH_RECIPE))
+    optimizer = make_optimizer(model, TrainConfig(fused=False, **_BENCH_RECIPE))  # the tutorials' default AdamW
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     seen, start = 0, time.perf_counter()
@@ -431,9 +450,11 @@ def _tutorial_throughput(model_factory, loader, images: int, seed: int) -> float
     return seen / (time.perf_counter() - start)
 
 
-def _trainer_throughput(model_factory, x, y, batch_size: int, channels_last: bool, seed: int) -> float:
+def _trainer_throughput(model_factory, x, y, batch_size: int, channels_last: bool, fused: bool, seed: int) -> float:
     torch.manual_seed(seed)
-    config = TrainConfig(epochs=1, batch_size=batch_size, channels_last=channels_last, seed=seed, **_BENCH_RECIPE)
+    config = TrainConfig(
+        epochs=1, batch_size=batch_size, channels_last=channels_last, fused=fused, seed=seed, **_BENCH_RECIPE
+    )
     return train(model_factory(), nn.CrossEntropyLoss(), x, y, config, show_progress=False).images_per_second
 
 
@@ -445,7 +466,8 @@ def compare_throughput(
     The baseline is ``DataLoader(torchvision.datasets.MNIST(transform=ToTensor()), batch_size=32,
     shuffle=True)`` with a plain forward/backward/step loop; the trainer variants
     (:data:`THROUGHPUT_VARIANTS`) hold the set as one normalised tensor and batch by indexing. Every
-    variant trains a fresh ``model_factory()`` with the same loss and optimizer (AdamW) on ``images``
+    variant trains a fresh ``model_factory()`` with the same loss and optimizer (AdamW; the baseline
+    and the first variants with PyTorch's default implementation, the last ones fused) on ``images``
     images; all are measured in turn ``repeats`` times in this process and the median is kept, so a
     busy machine slows them alike.
 
@@ -473,11 +495,11 @@ def compare_throughput(
     loader = DataLoader(dataset, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
     samples: dict[str, list[float]] = {TUTORIAL_BASELINE: [], **{name: [] for name in THROUGHPUT_VARIANTS}}
     _tutorial_throughput(model_factory, loader, 128, 0)  # warm-up: lazy initialisation, first batches
-    _trainer_throughput(model_factory, x[:256], y[:256], 128, True, 0)
+    _trainer_throughput(model_factory, x[:256], y[:256], 128, True, True, 0)
     for r in range(repeats):
         samples[TUTORIAL_BASELINE].append(_tutorial_throughput(model_factory, loader, images, r))
-        for name, (batch_size, channels_last) in THROUGHPUT_VARIANTS.items():
-            samples[name].append(_trainer_throughput(model_factory, x, y, batch_size, channels_last, r))
+        for name, (batch_size, channels_last, fused) in THROUGHPUT_VARIANTS.items():
+            samples[name].append(_trainer_throughput(model_factory, x, y, batch_size, channels_last, fused, r))
         if verbose:
             latest = ", ".join(f"{k}: {v[-1]:.0f}" for k, v in samples.items())
             print(f"repeat {r + 1}/{repeats}: {latest}", flush=True)

@@ -180,3 +180,27 @@ def test_models_and_normed_head():
         use_normed_head(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match="image_size"):
         MnistNet(image_size=30)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_make_optimizer_fused_on_cpu_and_same_update_as_default(optimizer):
+    """The fused CPU update is the default one, computed in one kernel: same parameters after steps."""
+    from helpers.train import make_optimizer
+
+    torch.manual_seed(0)
+    models = [nn.Linear(5, 3), nn.Linear(5, 3)]
+    models[1].load_state_dict(models[0].state_dict())
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    opts = [
+        make_optimizer(m, TrainConfig(optimizer=optimizer, lr=0.05, weight_decay=1e-3, fused=f))
+        for m, f in zip(models, (True, False), strict=True)
+    ]
+    assert opts[0].defaults.get("fused") is True
+    assert not opts[1].defaults.get("fused")
+    for _ in range(5):
+        for m, opt in zip(models, opts, strict=True):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
