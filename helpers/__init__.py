@@ -5,7 +5,23 @@ One concept per module:
 * :mod:`helpers.runtime` -- quick mode, synthetic-data permission, device choice, seeding.
 * :mod:`helpers.datasets` -- the data root, MNIST and CIFAR-10 as in-memory tensors, and the
   loudly-labelled synthetic CIFAR-10 stand-in.
-* :mod:`helpers.models` -- small networks used by the chapters.
+* :mod:`helpers.validation` -- argument checks shared by the losses (clear ``ValueError``/``TypeError``).
+* :mod:`helpers.models` -- small networks used by the chapters (``MnistNet``, ``SmallCNN``, the cosine head).
+* :mod:`helpers.reference` -- from-scratch versions of every ``torch.nn`` loss and the atlas that checks them
+  (chapter 1).
+* :mod:`helpers.onehot_losses` -- squared error against one-hot targets, weighted per class (chapter 1).
+* :mod:`helpers.autograd_losses` -- hand-written backward passes and the gradient-check harness (chapter 2).
+* :mod:`helpers.weighted_ce` -- weighted cross-entropy taken apart element by element (chapter 3).
+* :mod:`helpers.imbalance` -- long-tailed subsampling and the balanced validation split (chapter 4).
+* :mod:`helpers.losses` -- focal, LDAM, logit-adjusted and balanced-softmax losses, class weights, DRW.
+* :mod:`helpers.metrics` -- accuracy, balanced accuracy, group recalls, macro-F1, confusion, ECE.
+* :mod:`helpers.train` -- the in-memory trainer and its throughput comparison.
+* :mod:`helpers.experiments` -- the methods, the dataset registry, ``run_experiment`` and the CLI.
+* :mod:`helpers.cifar` -- CIFAR-10-LT: ResNet-32, FastNet, batch augmentation, protocols, published numbers
+  (chapter 5).
+* :mod:`helpers.custom_losses` -- custom loss modules that behave like ``torch.nn``'s (chapter 6).
+* :mod:`helpers.fast_focal` -- a softmax focal loss with a hand-written backward (chapter 6).
+* :mod:`helpers.tuning` -- search strategies, seed sweeps, selection bias, penalties (chapter 7).
 
 Notebooks import the modules they need explicitly (``from helpers.datasets import load_mnist``);
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.
