@@ -20,7 +20,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,8 @@ __all__ = [
     "AtlasEntry",
     "Case",
     "CheckResult",
+    "adaptive_log_softmax",
+    "atlas_checks_frame",
     "atlas_frame",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -113,6 +115,14 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6)
     if p == math.inf:
         return diff.amax(-1)
     return diff.pow(p).sum(-1).pow(1.0 / p)
+
+
+def _broadcasts_in_one_dim(shape: torch.Size, like: torch.Size) -> bool:
+    """``shape == like``, or the same rank with exactly one dimension that is 1 where ``like``'s is not."""
+    if len(shape) != len(like):
+        return False
+    differ = [a for a, b in zip(shape, like, strict=True) if a != b]
+    return differ == [] or differ == [1]
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -196,20 +206,34 @@ def gaussian_nll_loss(
 ) -> Tensor:
     r"""Gaussian negative log-likelihood with predicted mean ``input`` and variance ``var``.
 
-    :math:`\ell = \tfrac12\left(\log\max(\sigma^2, \epsilon) + (x - y)^2 / \max(\sigma^2, \epsilon)\right)`,
-    plus :math:`\tfrac12\log 2\pi` if ``full``. ``input``/``target`` ``(N, *)``; ``var`` the same shape, the
-    same with one dimension of size 1, one dimension fewer (the last), or a float (homoscedastic).
-    As documented, the clamp is invisible to autograd: the gradient is that of the unclamped formula.
+    :math:`\ell = \tfrac12\left(\log v + (x - y)^2 / v\right)` with :math:`v = \max(\sigma^2, \epsilon)`,
+    plus :math:`\tfrac12\log 2\pi` if ``full``. Shapes, as documented: ``input`` ``(N, *)`` or ``(*)``;
+    ``target`` the same shape, or the same with one dimension of size 1 (it broadcasts); ``var`` the
+    same shape, the same with one dimension of size 1, one dimension fewer (the last), or a float.
+
+    Gradient: torch clamps ``var`` in place under ``no_grad``, so autograd treats the clamp as the
+    identity (*straight-through*): the gradient is the formula's gradient **evaluated at the clamped
+    variance** :math:`v`, e.g. :math:`\partial\ell/\partial\sigma^2 = \tfrac12(1/v - (x - y)^2/v^2)`, and it
+    reaches ``var`` even where :math:`\sigma^2 < \epsilon` (where the clamp's true derivative is 0).
     """
     _float(input, "input")
-    _same_shape(input, target)
+    if not isinstance(target, Tensor) or not _broadcasts_in_one_dim(target.shape, input.shape):
+        raise ValueError(
+            f"target must have the shape of input {tuple(input.shape)}, or that shape with one dimension of "
+            f"size 1, got {tuple(getattr(target, 'shape', ()))}"
+        )
     if not isinstance(var, Tensor):
         var = torch.full_like(input, float(var))
     if var.dim() == input.dim() - 1 and var.shape == input.shape[:-1]:
         var = var.unsqueeze(-1)
+    elif not _broadcasts_in_one_dim(var.shape, input.shape):
+        raise ValueError(
+            f"var must have the shape of input {tuple(input.shape)}, that shape with one dimension of size 1 "
+            f"or without its last dimension, or be a float; got {tuple(var.shape)}"
+        )
     if (var < 0).any():
         raise ValueError("var has negative entries")
-    var = var + (var.clamp(min=eps) - var).detach()  # documented: the clamp is ignored by autograd
+    var = var + (var.clamp(min=eps) - var).detach()  # straight-through: value clamped, gradient as if not
     loss = 0.5 * (var.log() + (input - target) ** 2 / var)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
@@ -320,6 +344,57 @@ def linear_cross_entropy(
     return cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
 
 
+def adaptive_log_softmax(
+    input: Tensor,
+    target: Tensor,
+    head_weight: Tensor,
+    tail_weights: Sequence[tuple[Tensor, Tensor]],
+    cutoffs: Sequence[int],
+    head_bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Adaptive softmax (Grave et al., 2017): ``(output, loss)`` as ``nn.AdaptiveLogSoftmaxWithLoss`` returns.
+
+    The classes are split by ``cutoffs`` :math:`0 < k_1 < \dots < k_m < n`: a *shortlist*
+    :math:`[0, k_1)` scored by the head, and clusters :math:`[k_i, k_{i+1})`. The head is a linear layer
+    ``head_weight`` ``(k_1 + m, in)`` (+ ``head_bias``) whose last :math:`m` outputs score the clusters;
+    cluster :math:`i` has its own two-layer projection ``tail_weights[i] = (proj (h_i, in), out (size_i, h_i))``:
+
+    .. math::
+
+        \log p(y) = \begin{cases} \log\operatorname{softmax}(h)_y & y < k_1 \\
+            \log\operatorname{softmax}(h)_{k_1 + i} + \log\operatorname{softmax}(t_i)_{y - k_i} & y \in [k_i, k_{i+1})
+            \end{cases}
+
+    with :math:`h = W_h x (+ b)`, :math:`t_i = W_{\text{out},i} W_{\text{proj},i}\, x`. ``output`` is
+    :math:`\log p(y_n)`, ``(N)`` (``()`` for an unbatched ``(in)`` input with a 0-d target), and
+    ``loss`` is :math:`-\frac1N \sum_n \log p(y_n)` (always the mean: the module has no ``reduction``).
+    """
+    _float(input, "input")
+    if target.dtype != torch.int64:
+        raise TypeError(f"target must be int64 class indices, got {target.dtype}")
+    unbatched = target.dim() == 0
+    if unbatched != (input.dim() == 1) or (not unbatched and (input.dim() != 2 or target.shape != input.shape[:1])):
+        raise ValueError(f"input (N, in) needs target (N,), input (in) a 0-d target; got {tuple(input.shape)} "
+                         f"and {tuple(target.shape)}")
+    x, y = (input.unsqueeze(0), target.unsqueeze(0)) if unbatched else (input, target)
+    bounds = [0, *cutoffs]
+    if len(tail_weights) != len(bounds) - 2:
+        raise ValueError(f"{len(cutoffs)} cutoffs (the last = number of classes) need {len(bounds) - 2} tail "
+                         f"clusters, got {len(tail_weights)}")
+    if ((y < 0) | (y >= bounds[-1])).any():
+        raise ValueError(f"target must be in [0, {bounds[-1]}), got values from {int(y.min())} to {int(y.max())}")
+    head = x @ head_weight.T + (0 if head_bias is None else head_bias)
+    head_logp = log_softmax(head, 1)
+    shortlist = bounds[1]
+    parts = [head_logp[:, :shortlist]]
+    for i, (proj, out) in enumerate(tail_weights):
+        parts.append(log_softmax(x @ proj.T @ out.T, 1) + head_logp[:, shortlist + i : shortlist + i + 1])
+    logp = torch.cat(parts, 1)  # (N, n_classes): every class's log-probability
+    output = logp.gather(1, y.unsqueeze(1)).squeeze(1)
+    loss = -output.mean()
+    return (output.squeeze(0) if unbatched else output), loss
+
+
 def binary_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
@@ -392,14 +467,23 @@ def multi_margin_loss(
     r"""Multi-class hinge (Weston-Watkins / Crammer-Singer style sum over wrong classes):
 
     :math:`\ell(x, y) = \frac{1}{C}\sum_{i \ne y} w_y \max(0, \mathrm{margin} - x_y + x_i)^p` with
-    ``p`` in {1, 2}. ``input`` ``(N, C)`` scores, ``target`` int64 ``(N)``. ``'mean'`` averages over N.
+    ``p`` in {1, 2}. ``input`` ``(N, C)`` scores with ``target`` int64 ``(N)``, or unbatched: ``input``
+    ``(C)`` with ``target`` ``()`` or ``(1)``, or a 0-d ``input`` (one class, loss 0). ``'mean'`` averages
+    over N.
     """
     _float(input, "input")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")
-    if input.dim() == 1:  # unbatched (C,) with target ()
-        loss = multi_margin_loss(input.unsqueeze(0), target.unsqueeze(0), p, margin, weight, reduction)
-        return loss.squeeze(0) if reduction == "none" else loss
+    if target.dtype != torch.int64:
+        raise TypeError(f"target must be int64 class indices, got {target.dtype}")
+    if input.dim() <= 1:  # unbatched: (C,) or () with target () or (1,)
+        if target.numel() != 1 or target.dim() > 1:
+            raise ValueError(f"an unbatched input {tuple(input.shape)} needs a target of shape () or (1,), "
+                             f"got {tuple(target.shape)}")
+        loss = multi_margin_loss(input.reshape(1, -1), target.reshape(1), p, margin, weight, reduction)
+        return loss.reshape(target.shape) if reduction == "none" else loss
+    if input.dim() != 2 or target.shape != input.shape[:1]:
+        raise ValueError(f"input must be (N, C) with target (N,), got {tuple(input.shape)} and {tuple(target.shape)}")
     num_classes = input.shape[1]
     x_y = input.gather(1, target.unsqueeze(1))
     h = (margin - x_y + input).clamp(min=0) ** p
@@ -413,15 +497,18 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean
     r"""Multi-label hinge: :math:`\ell(x, y) = \sum_{j, i} \max(0, 1 - (x_{y_j} - x_i)) / C`.
 
     ``target`` int64 ``(N, C)`` lists the positive classes :math:`y_j` and is ended by the first ``-1``;
-    :math:`i` runs over the classes that are not positive. ``input`` ``(N, C)`` or ``(C)``.
+    :math:`i` runs over the classes that are not positive. ``input`` ``(N, C)``, unbatched ``(C)``, or
+    0-d (one class: nothing to rank, loss 0); ``target`` of the same shape.
     """
     _float(input, "input")
     if target.dtype != torch.int64:
         raise TypeError(f"target must be int64, got {target.dtype}")
     _same_shape(input, target)
-    unbatched = input.dim() == 1
+    if input.dim() > 2:
+        raise ValueError(f"input must be (N, C), (C) or 0-d, got {tuple(input.shape)}")
+    unbatched = input.dim() <= 1
     if unbatched:
-        input, target = input.unsqueeze(0), target.unsqueeze(0)
+        input, target = input.reshape(1, -1), target.reshape(1, -1)
     num_classes = input.shape[1]
     valid = (target >= 0).long().cumprod(1).bool()  # positions before the first -1
     safe = torch.where(valid, target, torch.zeros_like(target))
@@ -461,13 +548,14 @@ def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, red
     r""":math:`\ell = x` if :math:`y = 1`, :math:`\max(0, \mathrm{margin} - x)` if :math:`y = -1`.
 
     ``input`` is usually a *distance* (e.g. L1 between two embeddings), not a classifier score; this is
-    not the SVM hinge. Shapes ``(*)``.
+    not the SVM hinge. Shapes ``(*)``, 0-d included. As in torch, a target that is not :math:`\pm 1`
+    (outside the documented domain) receives both terms: the input where :math:`y \ne -1` plus the
+    hinge where :math:`y \ne 1`.
     """
     _float(input, "input")
     _same_shape(input, target)
-    loss = torch.where(target == 1, input, torch.zeros_like(input)) + torch.where(
-        target == -1, (margin - input).clamp(min=0), torch.zeros_like(input)
-    )
+    zero = torch.zeros_like(input)
+    loss = torch.where(target != -1, input, zero) + torch.where(target != 1, (margin - input).clamp(min=0), zero)
     return _reduce(loss, reduction)
 
 
@@ -489,9 +577,12 @@ def cosine_embedding_loss(
     input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
 ) -> Tensor:
     r""":math:`\ell = 1 - \cos(x_1, x_2)` if :math:`y = 1`, :math:`\max(0, \cos(x_1, x_2) - \mathrm{margin})`
-    if :math:`y = -1`. ``input1``/``input2`` ``(N, D)``, ``target`` ``(N)``."""
+    if :math:`y = -1`. ``input1``/``input2`` ``(N, D)`` with ``target`` ``(N)``, or unbatched ``(D)`` with ``()``."""
     _float(input1, "input1")
     _same_shape(input1, input2, "input1", "input2")
+    if input1.dim() not in (1, 2) or target.shape != input1.shape[:-1]:
+        raise ValueError(f"inputs must be (N, D) with target (N,), or (D) with target (); got "
+                         f"{tuple(input1.shape)} and {tuple(target.shape)}")
     eps = 1e-12  # torch adds this to both squared norms
     cos = (input1 * input2).sum(-1) / ((input1.pow(2).sum(-1) + eps) * (input2.pow(2).sum(-1) + eps)).sqrt()
     loss = torch.where(target == 1, 1 - cos, torch.zeros_like(cos)) + torch.where(
@@ -634,6 +725,9 @@ class Case:
     ``reductions``: the reductions to check (all of them by default).
     ``transform``: maps the leaf arguments to the loss arguments, on both sides (e.g. ``log_softmax``
     of raw scores, so that gradients are taken with respect to the scores).
+    ``grad_differs``: where torch's backward is *not* the derivative of its documented formula, says how
+    (the values must still agree). The gradients are still compared: a difference is recorded in
+    :attr:`CheckResult.divergences`, and agreement is a failure (so that a change in torch is noticed).
     """
 
     label: str
@@ -642,6 +736,7 @@ class Case:
     grad: bool = True
     reductions: tuple[str, ...] = ("none", "mean", "sum")
     transform: Callable[[tuple], tuple] | None = None
+    grad_differs: str = ""
 
 
 @dataclass
@@ -661,6 +756,8 @@ class AtlasEntry:
     cases: Callable[[torch.Generator], list[Case]]
     note: str = ""
     call_reference: Callable[[nn.Module, Case, str, tuple], Tensor] | None = None
+    formula: str = ""
+    use_when: str = ""
 
     @property
     def module_class(self) -> type[nn.Module]:
@@ -670,13 +767,15 @@ class AtlasEntry:
 
 @dataclass
 class CheckResult:
-    """Outcome of :func:`check_entry`: how many comparisons ran, the largest deviations, failures."""
+    """Outcome of :func:`check_entry`: comparisons run, largest deviations, failures, and documented
+    gradient divergences (cases whose ``grad_differs`` was confirmed: torch's gradient is not the formula's)."""
 
     name: str
     comparisons: int = 0
     max_abs_error: float = 0.0
     max_grad_error: float = 0.0
     failures: list[str] = field(default_factory=list)
+    divergences: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -688,11 +787,11 @@ D = torch.float64
 
 
 def _randn(g: torch.Generator, *shape: int, grad: bool = True, scale: float = 1.0) -> Tensor:
-    return (torch.randn(*shape, generator=g, dtype=D) * scale).requires_grad_(grad)
+    return (torch.randn(shape, generator=g, dtype=D) * scale).requires_grad_(grad)
 
 
 def _rand(g: torch.Generator, *shape: int, low: float = 0.0, high: float = 1.0, grad: bool = True) -> Tensor:
-    return (low + (high - low) * torch.rand(*shape, generator=g, dtype=D)).requires_grad_(grad)
+    return (low + (high - low) * torch.rand(shape, generator=g, dtype=D)).requires_grad_(grad)
 
 
 def _classes(g: torch.Generator, c: int, *shape: int) -> Tensor:
@@ -711,6 +810,7 @@ def _cases_elementwise(option: str | None, values: Sequence[float]) -> Callable[
     def cases(g: torch.Generator) -> list[Case]:
         out = [Case("(N, D)", {}, (_randn(g, 6, 4, scale=2), _randn(g, 6, 4, grad=False, scale=2)))]
         out.append(Case("(N, D1, D2)", {}, (_randn(g, 3, 2, 5, scale=2), _randn(g, 3, 2, 5, grad=False, scale=2))))
+        out.append(Case("0-d", {}, (_randn(g, scale=2), _randn(g, grad=False, scale=2))))
         for v in values if option else ():
             out.append(Case(f"{option}={v}", {option: v}, (_randn(g, 8, 3, scale=2), _randn(g, 8, 3, grad=False))))
         return out
@@ -745,6 +845,7 @@ def _cases_cross_entropy(g: torch.Generator) -> list[Case]:
             (_randn(g, 7, c), probs),
         ),
         Case("unbatched (C)", {}, (_randn(g, c), torch.tensor(2))),
+        Case("unbatched (C), probability target", {}, (_randn(g, c), probs[0])),
         Case("large logits (x100)", {}, (_randn(g, 7, c, scale=100), t)),
     ]
 
@@ -759,6 +860,7 @@ def _cases_nll(g: torch.Generator) -> list[Case]:
         Case("weight", {"weight": _weights(g, c)}, (_randn(g, 9, c), t)),
         Case("ignore_index=3 + weight", {"ignore_index": 3, "weight": _weights(g, c)}, (_randn(g, 9, c), t_ign)),
         Case("K-dim (N, C, d1)", {"weight": _weights(g, c)}, (_randn(g, 3, c, 5), _classes(g, c, 3, 5))),
+        Case("unbatched (C)", {"weight": _weights(g, c)}, (_randn(g, c), torch.tensor(1))),
     ]
 
 
@@ -780,11 +882,13 @@ def _cases_bce(g: torch.Generator) -> list[Case]:
             (_rand(g, 6, 3, low=0.02, high=0.98), torch.randint(0, 2, (6, 3), generator=g).to(D)),
         ),
         Case(
-            "x in {0, 1}: log clamped at -100",
+            "x in {0, 1e-50, 1}: log clamped at -100",
             {},
-            (extreme, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=D)),
-            grad=False,
+            (extreme.requires_grad_(), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=D)),
+            grad_differs="torch's gradient is (x - y) / max(x(1 - x), 1e-12), "
+            "not the clamped formula's (0, or NaN at x = 0, 1)",
         ),
+        Case("0-d", {}, (_rand(g, low=0.02, high=0.98), _rand(g, grad=False))),
     ]
 
 
@@ -797,6 +901,7 @@ def _cases_bce_logits(g: torch.Generator) -> list[Case]:
         Case("pos_weight (C,)", {"pos_weight": _weights(g, 4) * 3}, (_randn(g, 6, 4), y)),
         Case("weight + pos_weight", {"weight": _weights(g, 4), "pos_weight": _weights(g, 4)}, (_randn(g, 6, 4), y)),
         Case("large logits (x50)", {}, (_randn(g, 6, 4, scale=50), y)),
+        Case("0-d", {}, (_randn(g), _rand(g, grad=False))),
     ]
 
 
@@ -809,6 +914,7 @@ def _cases_kl(g: torch.Generator) -> list[Case]:
         Case("target probabilities", {}, (log_softmax(_randn(g, 5, 4)).detach().requires_grad_(), p), reductions=reds),
         Case("target with a zero", {}, (log_softmax(_randn(g, 5, 4)).detach().requires_grad_(), p0), reductions=reds),
         Case("log_target=True", {"log_target": True}, (_randn(g, 5, 4), p.log()), reductions=reds),
+        Case("0-d", {}, (_randn(g), p[0, 0]), reductions=reds),
     ]
 
 
@@ -823,6 +929,7 @@ def _cases_poisson(g: torch.Generator) -> list[Case]:
             {"log_input": False, "full": True, "eps": 1e-3},
             (_rand(g, 6, 3, low=0.1, high=5), counts),
         ),
+        Case("0-d, full=True", {"full": True}, (_randn(g), counts[0, 0])),
     ]
 
 
@@ -843,10 +950,21 @@ def _cases_gaussian(g: torch.Generator) -> list[Case]:
             (_randn(g, 5, 3), _randn(g, 5, 3, grad=False), _rand(g, 5, 3, low=0.6, high=2)),
         ),
         Case(
-            "var below eps: clamp ignored by autograd",
+            "var below eps: straight-through gradient",
             {"eps": 0.5},
             (_randn(g, 5, 3), _randn(g, 5, 3, grad=False), _rand(g, 5, 3, low=0.05, high=1.0)),
         ),
+        Case(
+            "target (N, 1) broadcasts",
+            {},
+            (_randn(g, 5, 3), _randn(g, 5, 1, grad=False), _rand(g, 5, 3, low=0.2, high=2)),
+        ),
+        Case(
+            "target (1, D), var (1, D)",
+            {},
+            (_randn(g, 5, 3), _randn(g, 1, 3, grad=False), _rand(g, 1, 3, low=0.2, high=2)),
+        ),
+        Case("unbatched (D)", {}, (_randn(g, 4), _randn(g, 4, grad=False), _rand(g, 4, low=0.2, high=2))),
     ]
 
 
@@ -855,7 +973,7 @@ def _cases_pair(margins: Sequence[float]) -> Callable[[torch.Generator], list[Ca
         return [
             Case(f"margin={m}", {"margin": m} if m is not None else {}, (_randn(g, 8), _randn(g, 8), _signs(g, 8)))
             for m in margins
-        ]
+        ] + [Case("0-d", {}, (_randn(g), _randn(g), _signs(g)))]
 
     return cases
 
@@ -864,7 +982,11 @@ def _cases_hinge_embedding(g: torch.Generator) -> list[Case]:
     return [
         Case(f"margin={m}", {"margin": m} if m is not None else {}, (_rand(g, 10, low=0.0, high=3.0), _signs(g, 10)))
         for m in (None, 2.0)
-    ] + [Case("(N, D)", {}, (_rand(g, 4, 3, low=0.0, high=2.0), _signs(g, 4, 3)))]
+    ] + [
+        Case("(N, D)", {}, (_rand(g, 4, 3, low=0.0, high=2.0), _signs(g, 4, 3))),
+        Case("0-d, y = 1", {}, (_rand(g, low=0.0, high=2.0), torch.tensor(1.0, dtype=D))),
+        Case("0-d, y = -1", {}, (_rand(g, low=0.0, high=0.9), torch.tensor(-1.0, dtype=D))),
+    ]
 
 
 def _cases_multi_margin(g: torch.Generator) -> list[Case]:
@@ -874,6 +996,9 @@ def _cases_multi_margin(g: torch.Generator) -> list[Case]:
         Case("p=2, margin=0.5", {"p": 2, "margin": 0.5}, (_randn(g, 6, c), _classes(g, c, 6))),
         Case("weight, p=1", {"weight": _weights(g, c)}, (_randn(g, 6, c), _classes(g, c, 6))),
         Case("weight, p=2", {"weight": _weights(g, c), "p": 2}, (_randn(g, 6, c), _classes(g, c, 6))),
+        Case("unbatched (C), target ()", {"weight": _weights(g, c)}, (_randn(g, c), torch.tensor(3))),
+        Case("unbatched (C), target (1)", {}, (_randn(g, c), torch.tensor([1]))),
+        Case("0-d input (one class)", {}, (_randn(g), torch.tensor(0))),
     ]
 
 
@@ -882,6 +1007,7 @@ def _cases_multilabel_margin(g: torch.Generator) -> list[Case]:
     return [
         Case("targets ended by -1", {}, (_randn(g, 4, 5), t)),
         Case("unbatched (C)", {}, (_randn(g, 5), torch.tensor([2, 0, -1, 3, 3]))),
+        Case("0-d input (one class)", {}, (_randn(g), torch.tensor(0))),
     ]
 
 
@@ -897,6 +1023,7 @@ def _cases_soft_margin(g: torch.Generator) -> list[Case]:
     return [
         Case("(N,)", {}, (_randn(g, 9), _signs(g, 9))),
         Case("(N, D)", {}, (_randn(g, 3, 4, scale=5), _signs(g, 3, 4))),
+        Case("0-d", {}, (_randn(g), _signs(g))),
     ]
 
 
@@ -904,7 +1031,7 @@ def _cases_cosine(g: torch.Generator) -> list[Case]:
     return [
         Case(f"margin={m}", {"margin": m} if m is not None else {}, (_randn(g, 7, 4), _randn(g, 7, 4), _signs(g, 7)))
         for m in (None, 0.3, -0.2)
-    ]
+    ] + [Case("unbatched (D)", {"margin": 0.1}, (_randn(g, 4), _randn(g, 4), _signs(g)))]
 
 
 def _cases_triplet(g: torch.Generator) -> list[Case]:
@@ -916,6 +1043,7 @@ def _cases_triplet(g: torch.Generator) -> list[Case]:
         Case("p=1, margin=2", {"p": 1.0, "margin": 2.0}, trip()),
         Case("p=3, eps=1e-3", {"p": 3.0, "eps": 1e-3}, trip()),
         Case("swap=True", {"swap": True, "margin": 1.5}, trip()),
+        Case("unbatched (D)", {}, (_randn(g, 4), _randn(g, 4), _randn(g, 4))),
     ]
 
 
@@ -932,6 +1060,7 @@ def _cases_triplet_distance(g: torch.Generator) -> list[Case]:
         Case("default distance", {}, trip()),
         Case("cosine distance, margin=0.5", {"distance_function": _cosine_distance, "margin": 0.5}, trip()),
         Case("swap=True, L1 distance", {"distance_function": lambda a, b: (a - b).abs().sum(-1), "swap": True}, trip()),
+        Case("unbatched (D)", {}, (_randn(g, 4), _randn(g, 4), _randn(g, 4))),
     ]
 
 
@@ -965,6 +1094,16 @@ def _cases_ctc(g: torch.Generator) -> list[Case]:
     ]
     for case in cases:
         case.transform = _log_softmax_first
+    normalised = log_softmax(_randn(g, t_len, batch, c, grad=False), -1).requires_grad_()
+    cases.append(
+        Case(
+            "gradient w.r.t. log_probs",
+            {},
+            (normalised, padded, inputs, lengths),
+            grad_differs="torch's gradient w.r.t. log_probs is the formula's plus exp(log_probs): "
+            "its backward assumes log_softmax inputs",
+        )
+    )
     return cases
 
 
@@ -1051,7 +1190,7 @@ ATLAS: dict[str, AtlasEntry] = {
             ("var shapes", "full", "eps"),
             gaussian_nll_loss,
             _cases_gaussian,
-            note="as documented, the var clamp is invisible to autograd",
+            note="var clamped at eps straight-through: the gradient is the formula's at the clamped var",
         ),
         AtlasEntry(
             "CrossEntropyLoss",
@@ -1099,6 +1238,7 @@ ATLAS: dict[str, AtlasEntry] = {
             ("weight", "log clamp"),
             binary_cross_entropy,
             _cases_bce,
+            note="at the log clamp the gradient is (x - y) / max(x(1 - x), 1e-12), not the formula's",
         ),
         AtlasEntry(
             "BCEWithLogitsLoss",
@@ -1207,10 +1347,53 @@ ATLAS: dict[str, AtlasEntry] = {
             ("blank", "zero_infinity", "concatenated targets"),
             ctc_loss,
             _cases_ctc,
-            note="backward assumes log_softmax input (grads checked w.r.t. the scores)",
+            note="backward assumes log_softmax input: gradient w.r.t. log_probs is not the formula's",
         ),
     ]
 }
+
+
+#: For the reader: each loss's per-element formula (:math:`x` input, :math:`y` target, :math:`w` weight)
+#: and when to reach for it. Kept apart from the entries above so that the table reads as a reference.
+_GUIDE: dict[str, tuple[str, str]] = {
+    "L1Loss": ("ℓ = |x − y|", "regression robust to outliers (fits the median)"),
+    "MSELoss": ("ℓ = (x − y)²", "regression with roughly Gaussian noise (fits the mean)"),
+    "HuberLoss": ("ℓ = ½r² if |r| < δ else δ(|r| − ½δ), r = x − y",
+                  "regression with some outliers; δ in target units"),
+    "SmoothL1Loss": ("ℓ = ½r²/β if |r| < β else |r| − ½β, r = x − y",
+                     "Huber divided by β (box regression in detection)"),
+    "PoissonNLLLoss": ("ℓ = eˣ − y·x (log_input) or x − y·log(x + ε)", "count targets (events per interval)"),
+    "GaussianNLLLoss": ("ℓ = ½(log v + (x − y)²/v), v = max(σ², ε)",
+                        "regression that also predicts its own variance"),
+    "CrossEntropyLoss": ("ℓₙ = −Σ_c w_c q_nc log softmax(x)_nc; 'mean' ÷ Σₙ w_yₙ (index targets)",
+                         "single-label classification from raw logits: the default"),
+    "LinearCrossEntropyLoss": ("CrossEntropyLoss of the logits x·Wᵀ + b",
+                               "a huge output layer (vocabularies): linear layer and loss fused"),
+    "NLLLoss": ("ℓₙ = −w_yₙ x_n,yₙ; 'mean' ÷ Σₙ w_yₙ", "the model already outputs log-probabilities"),
+    "NLLLoss2d": ("as NLLLoss", "never: deprecated alias of NLLLoss"),
+    "BCELoss": ("ℓ = −w[y log x + (1 − y) log(1 − x)], logs clamped ≥ −100",
+                "only if the model outputs probabilities; prefer BCEWithLogitsLoss"),
+    "BCEWithLogitsLoss": ("ℓ = −w[p·y log σ(x) + (1 − y) log σ(−x)]", "binary or multi-label classification"),
+    "MultiLabelSoftMarginLoss": ("ℓₙ = −(1/C) Σ_c w_c[y_c log σ(x_c) + (1 − y_c) log σ(−x_c)]",
+                                 "multi-label; BCEWithLogits averaged over classes per example"),
+    "MultiLabelMarginLoss": ("ℓₙ = Σ_j Σ_(i ∉ y) max(0, 1 − (x_yⱼ − x_i)) / C",
+                             "multi-label ranking: every positive above every negative"),
+    "MultiMarginLoss": ("ℓₙ = (1/C) Σ_(i ≠ y) w_y max(0, margin − x_y + x_i)ᵖ",
+                        "multi-class SVM (hinge) instead of cross-entropy"),
+    "SoftMarginLoss": ("ℓ = log(1 + e^(−y·x)), y = ±1", "binary classification with ±1 labels"),
+    "HingeEmbeddingLoss": ("ℓ = x if y = 1; max(0, margin − x) if y = −1",
+                           "learning a distance: small for similar pairs, ≥ margin otherwise"),
+    "KLDivLoss": ("ℓ = y(log y − x), x = log-probabilities", "matching a distribution (distillation); 'batchmean'"),
+    "MarginRankingLoss": ("ℓ = max(0, −y(x₁ − x₂) + margin)", "learning to rank from pairs"),
+    "CosineEmbeddingLoss": ("ℓ = 1 − cos(x₁, x₂) if y = 1; max(0, cos(x₁, x₂) − margin) if y = −1",
+                            "embeddings whose cosine says similar / dissimilar"),
+    "TripletMarginLoss": ("ℓ = max(0, ‖a − p‖ₚ − ‖a − n‖ₚ + margin)",
+                          "metric learning from (anchor, positive, negative) triplets"),
+    "TripletMarginWithDistanceLoss": ("ℓ = max(0, d(a, p) − d(a, n) + margin)", "triplets with your own distance d"),
+    "CTCLoss": ("ℓₙ = −log Σ_(alignments π of yₙ) Π_t p_t(π_t)",
+                "sequence labels without alignment (speech, handwriting)"),
+}
+ATLAS = {name: replace(entry, formula=_GUIDE[name][0], use_when=_GUIDE[name][1]) for name, entry in ATLAS.items()}
 
 
 def torch_loss_classes() -> list[str]:
@@ -1278,35 +1461,65 @@ def check_entry(entry: AtlasEntry, seed: int = 0, rtol: float = RTOL, atol: floa
             v = torch.randn(out_t.shape, generator=torch.Generator().manual_seed(1), dtype=out_t.dtype)
             grads_t = torch.autograd.grad((out_t * v).sum(), leaves_t, allow_unused=True)
             grads_r = torch.autograd.grad((out_r * v).sum(), leaves_r, allow_unused=True)
+            agree = True
             for i, (gt, gr) in enumerate(zip(grads_t, grads_r, strict=True)):
                 gt = torch.zeros_like(leaves_t[i]) if gt is None else gt
                 gr = torch.zeros_like(leaves_r[i]) if gr is None else gr
-                gerr = (gt - gr).abs().max().item()
-                result.max_grad_error = max(result.max_grad_error, gerr)
-                if not torch.allclose(gt, gr, rtol=rtol, atol=atol):
-                    result.failures.append(f"{where}: gradient of argument {i} differs by {gerr:.3g}")
+                gap = (gt - gr).abs().nan_to_num(nan=math.inf).max().item()
+                if torch.allclose(gt, gr, rtol=rtol, atol=atol):
+                    if not case.grad_differs:
+                        result.max_grad_error = max(result.max_grad_error, gap)
+                    continue
+                agree = False
+                if case.grad_differs:
+                    result.divergences.append(f"{where}: {case.grad_differs} (largest gap {gap:.3g})")
+                else:
+                    result.max_grad_error = max(result.max_grad_error, gap)
+                    result.failures.append(f"{where}: gradient of argument {i} differs by {gap:.3g}")
+            if case.grad_differs and agree:
+                result.failures.append(f"{where}: expected torch's gradient to differ ({case.grad_differs}), it agrees")
     return result
 
 
 def atlas_frame(results: dict[str, CheckResult] | None = None):
-    """The atlas as a ``pandas.DataFrame``; with ``results`` (from :func:`check_entry`) adds the live columns."""
+    """The atlas for a reader, as a ``pandas.DataFrame``: task, formula, input, target, when to use it.
+
+    With ``results`` (from :func:`check_entry`) a last column says whether the reference agreed with
+    torch; the evidence itself is :func:`atlas_checks_frame`.
+    """
     import pandas as pd
 
     rows = []
     for name, e in ATLAS.items():
-        row = {
-            "loss": name,
-            "task": e.task,
-            "input": e.input_kind,
-            "target": e.target_kind,
-            "options checked": ", ".join(e.options) or "-",
-        }
+        row = {"loss": name, "task": e.task, "formula (per element)": e.formula, "input": e.input_kind,
+               "target": e.target_kind, "use when": e.use_when}
         if results is not None:
-            r = results[name]
-            row["cases x reductions"] = r.comparisons
-            row["max |value diff|"] = f"{r.max_abs_error:.1e}"
-            row["max |grad diff|"] = f"{r.max_grad_error:.1e}"
-            row["verified"] = "yes" if r.ok else f"NO ({len(r.failures)} failures)"
-        row["note"] = e.note
+            row["verified"] = _verdict(results[name])
         rows.append(row)
+    return pd.DataFrame(rows).set_index("loss")
+
+
+def _verdict(r: CheckResult) -> str:
+    if not r.ok:
+        return f"NO ({len(r.failures)} failures)"
+    return "yes (gradient: see note)" if r.divergences else "yes"
+
+
+def atlas_checks_frame(results: dict[str, CheckResult]):
+    """The verification evidence, one row per loss: options checked, comparisons, largest differences."""
+    import pandas as pd
+
+    rows = []
+    for name, e in ATLAS.items():
+        r = results[name]
+        rows.append({
+            "loss": name,
+            "options checked": ", ".join(e.options) or "-",
+            "cases x reductions": r.comparisons,
+            "max |value diff|": f"{r.max_abs_error:.1e}",
+            "max |grad diff|": f"{r.max_grad_error:.1e}",
+            "gradient differs from the formula": len({d.split(", reduction=")[0] for d in r.divergences}),
+            "verified": _verdict(r),
+            "note": e.note,
+        })
     return pd.DataFrame(rows).set_index("loss")
