@@ -115,13 +115,162 @@ def test_ctc_impossible_alignment_is_inf_with_finite_gradient():
     assert zero.item() == 0.0 and torch.isfinite(grad).all()
 
 
-def test_atlas_frame_has_live_columns():
-    results = {name: check_entry(ATLAS[name]) for name in ("L1Loss", "KLDivLoss")}
-    frame = ref.atlas_frame({**{n: ref.CheckResult(n) for n in ATLAS}, **results})
+def test_atlas_frame_reads_as_a_reference_with_the_evidence_apart():
+    results = {name: check_entry(ATLAS[name]) for name in ("L1Loss", "KLDivLoss", "BCELoss")}
+    all_results = {**{n: ref.CheckResult(n) for n in ATLAS}, **results}
+    frame = ref.atlas_frame(all_results)
     assert list(frame.index) == list(ATLAS)
+    assert {"formula (per element)", "input", "target", "use when"} <= set(frame.columns)
+    assert not {"max |value diff|", "cases x reductions"} & set(frame.columns)  # the evidence is secondary
     assert frame.loc["L1Loss", "verified"] == "yes"
+    assert frame.loc["BCELoss", "verified"] == "yes (gradient: see note)"
     assert frame.loc["MSELoss", "verified"].startswith("NO")  # nothing was run for it
+    checks = ref.atlas_checks_frame(all_results)
+    assert checks.loc["BCELoss", "gradient differs from the formula"] == 1
+    assert checks.loc["L1Loss", "gradient differs from the formula"] == 0
     assert RTOL < 1e-6
+
+
+def test_every_entry_has_a_formula_and_a_use():
+    for name, entry in ATLAS.items():
+        assert entry.formula.strip() and entry.use_when.strip(), name
+
+
+def test_gradient_divergences_are_exactly_bce_and_ctc():
+    """Values agree everywhere; two losses' gradients are not their formula's, and the atlas says which."""
+    divergent = {name for name, entry in ATLAS.items() if check_entry(entry).divergences}
+    assert divergent == {"BCELoss", "CTCLoss"}
+
+
+def test_bce_gradient_at_the_clamp():
+    """Torch: (x - y) / max(x(1 - x), 1e-12) (the 1e-12 is a float32 constant); the clamped formula: 0 or NaN."""
+    y = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    x = torch.tensor([1e-50, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    (g_torch,) = torch.autograd.grad(F.binary_cross_entropy(x, y, reduction="sum"), x)
+    (g_formula,) = torch.autograd.grad(ref.binary_cross_entropy(x, y, reduction="sum"), x)
+    eps = float(torch.tensor(1e-12, dtype=torch.float32))
+    torch.testing.assert_close(g_torch, torch.tensor([-1 / eps, -1 / eps, 1 / eps], dtype=torch.float64))
+    assert g_formula[0].item() == 0.0 and g_formula[1:].isnan().all()
+    value = ref.binary_cross_entropy(x.detach(), y, reduction="none")
+    torch.testing.assert_close(value, F.binary_cross_entropy(x.detach(), y, reduction="none"))
+
+
+def test_check_entry_fails_when_an_announced_divergence_disappears():
+    entry = ATLAS["L1Loss"]
+    case = ref.Case("announced", {}, (torch.randn(4, dtype=torch.float64, requires_grad=True),
+                                      torch.randn(4, dtype=torch.float64)), grad_differs="claimed")
+    bad = ref.AtlasEntry(**{**entry.__dict__, "cases": lambda g: [case]})
+    result = check_entry(bad)
+    assert result.failures and "agrees" in result.failures[0] and not result.divergences
+
+
+def test_gaussian_nll_gradient_is_straight_through_at_the_clamped_variance():
+    """Below eps, d loss / d var is the formula's derivative at v = eps, not 0 (the clamp) nor at var."""
+    x, y, eps = torch.tensor([1.5], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64), 0.5
+    var = torch.tensor([0.1], dtype=torch.float64, requires_grad=True)
+    (g_torch,) = torch.autograd.grad(F.gaussian_nll_loss(x, y, var, eps=eps), var)
+    (g_ref,) = torch.autograd.grad(ref.gaussian_nll_loss(x, y, var, eps=eps), var)
+    at_clamped = 0.5 * (1 / eps - 1.0 / eps**2)
+    unclamped = 0.5 * (1 / 0.1 - 1.0 / 0.1**2)
+    assert math.isclose(g_torch.item(), at_clamped) and math.isclose(g_ref.item(), at_clamped)
+    assert not math.isclose(g_torch.item(), unclamped) and g_torch.item() != 0.0
+
+
+D64 = torch.float64
+
+
+def _documented_shape_cases():
+    g = torch.Generator().manual_seed(3)
+
+    def r(*s):
+        return torch.randn(s, generator=g, dtype=D64)
+
+    def pos(*s):
+        return torch.rand(s, generator=g, dtype=D64) + 0.2
+
+    def signs(*s):
+        return torch.randint(0, 2, s, generator=g).to(D64) * 2 - 1
+
+    return [
+        ("gaussian target (N, 1)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 1), pos(5, 3))),
+        ("gaussian target (1, D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(1, 3), pos(5, 3))),
+        ("gaussian var (1, D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(1, 3))),
+        ("gaussian (B, C, H) with size-1 dims", F.gaussian_nll_loss, ref.gaussian_nll_loss,
+         (r(2, 3, 4), r(2, 1, 4), pos(2, 3, 1))),
+        ("gaussian var one dim fewer", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(5))),
+        ("gaussian unbatched (D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(4), r(4), pos(4))),
+        ("hinge_embedding 0-d, y=1", F.hinge_embedding_loss, ref.hinge_embedding_loss,
+         (r(), torch.tensor(1.0, dtype=D64))),
+        ("hinge_embedding 0-d, y=-1", F.hinge_embedding_loss, ref.hinge_embedding_loss,
+         (torch.tensor(0.3, dtype=D64), torch.tensor(-1.0, dtype=D64))),
+        ("hinge_embedding target 0 (outside +-1)", F.hinge_embedding_loss, ref.hinge_embedding_loss,
+         (r(6), torch.zeros(6, dtype=D64))),
+        ("multi_margin (C), target ()", F.multi_margin_loss, ref.multi_margin_loss, (r(5), torch.tensor(2))),
+        ("multi_margin (C), target (1)", F.multi_margin_loss, ref.multi_margin_loss, (r(5), torch.tensor([2]))),
+        ("multi_margin 0-d", F.multi_margin_loss, ref.multi_margin_loss, (r(), torch.tensor(0))),
+        ("multilabel_margin (C)", F.multilabel_margin_loss, ref.multilabel_margin_loss,
+         (r(5), torch.tensor([2, 0, -1, 3, 3]))),
+        ("multilabel_margin 0-d", F.multilabel_margin_loss, ref.multilabel_margin_loss, (r(), torch.tensor(0))),
+        ("cross_entropy (C), probability target", F.cross_entropy, ref.cross_entropy, (r(5), r(5).softmax(0))),
+        ("nll (C), target ()", F.nll_loss, ref.nll_loss, (r(5), torch.tensor(3))),
+        ("cosine_embedding (D), target ()", F.cosine_embedding_loss, ref.cosine_embedding_loss,
+         (r(4), r(4), signs())),
+        ("triplet (D)", F.triplet_margin_loss, ref.triplet_margin_loss, (r(4), r(4), r(4))),
+        ("margin_ranking 0-d", F.margin_ranking_loss, ref.margin_ranking_loss, (r(), r(), signs())),
+        ("soft_margin 0-d", F.soft_margin_loss, ref.soft_margin_loss, (r(), signs())),
+        ("mse 0-d", F.mse_loss, ref.mse_loss, (r(), r())),
+        ("bce 0-d", F.binary_cross_entropy, ref.binary_cross_entropy, (pos().clamp(max=0.9), pos().clamp(max=1.0))),
+        ("kl_div 0-d", F.kl_div, ref.kl_div, (r(), pos())),
+    ]
+
+
+@pytest.mark.parametrize("case", _documented_shape_cases(), ids=lambda c: c[0])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_reference_accepts_every_documented_shape(case, reduction):
+    """Every shape torch documents (unbatched, 0-d, broadcasting size-1 dims): same value, shape, gradient."""
+    _, torch_fn, ref_fn, args = case
+    x_t, x_r = args[0].clone().requires_grad_(), args[0].clone().requires_grad_()
+    out_t, out_r = torch_fn(x_t, *args[1:], reduction=reduction), ref_fn(x_r, *args[1:], reduction=reduction)
+    assert out_t.shape == out_r.shape
+    torch.testing.assert_close(out_r, out_t)
+    (g_t,) = torch.autograd.grad(out_t.sum(), x_t, allow_unused=True)
+    (g_r,) = torch.autograd.grad(out_r.sum(), x_r, allow_unused=True)
+    if g_t is not None:
+        torch.testing.assert_close(g_r, g_t)
+
+
+def test_reference_rejects_undocumented_shapes():
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="one dimension of size 1"):
+        ref.gaussian_nll_loss(x, torch.randn(5, 2), torch.ones(5, 3))
+    with pytest.raises(ValueError, match="var must have"):
+        ref.gaussian_nll_loss(x, x, torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"target of shape \(\) or \(1,\)"):
+        ref.multi_margin_loss(torch.randn(5), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"target \(N,\)"):
+        ref.cosine_embedding_loss(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.ones(2, 3))
+
+
+def test_adaptive_log_softmax_matches_the_module():
+    """nn.AdaptiveLogSoftmaxWithLoss is not a _Loss (so not in the atlas); its reference agrees anyway."""
+    assert not issubclass(nn.AdaptiveLogSoftmaxWithLoss, nn.modules.loss._Loss)
+    assert "AdaptiveLogSoftmaxWithLoss" not in torch_loss_classes()
+    torch.manual_seed(0)
+    module = nn.AdaptiveLogSoftmaxWithLoss(8, 20, [5, 12], div_value=2.0, head_bias=True).double()
+    tails = [(t[0].weight, t[1].weight) for t in module.tail]
+    x = torch.randn(9, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 4, 5, 11, 12, 19, 3, 7, 15])
+    out, loss = module(x, y)
+    out_r, loss_r = ref.adaptive_log_softmax(x, y, module.head.weight, tails, module.cutoffs, module.head.bias)
+    torch.testing.assert_close(out_r, out)
+    torch.testing.assert_close(loss_r, loss)
+    (g_t,) = torch.autograd.grad(loss, x)
+    (g_r,) = torch.autograd.grad(loss_r, x)
+    torch.testing.assert_close(g_r, g_t)
+    unbatched = ref.adaptive_log_softmax(x[0], y[0], module.head.weight, tails, module.cutoffs, module.head.bias)
+    assert unbatched[0].shape == module(x[0], y[0]).output.shape == ()
+    with pytest.raises(ValueError, match="target must be in"):
+        ref.adaptive_log_softmax(x, y + 5, module.head.weight, tails, module.cutoffs)
 
 
 # ---- OneHotMSELoss -------------------------------------------------------------------------------
