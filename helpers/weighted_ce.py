@@ -222,3 +222,45 @@ def effective_class_weights(
         denominators = torch.full((batch_labels.shape[0], 1), float(normalizer), dtype=w.dtype, device=w.device)
     return batch_size * w.unsqueeze(0) / denominators
 
+
+
+def sample_effective_weights(
+    batch_labels: torch.Tensor, weight: torch.Tensor | Sequence[float], normalizer: float | None = None
+) -> torch.Tensor:
+    r"""Effective weight of every sample *slot* of every batch: :math:`e_{bj} = B\, w_{y_{bj}} / S_b`.
+
+    The same quantity as :func:`effective_class_weights`, read off at the samples each batch really
+    holds, so that averaging it over the slots of class :math:`c` gives what a class-:math:`c` *sample*
+    receives (see :func:`per_sample_class_weights`). Arguments as in :func:`effective_class_weights`.
+
+    Returns:
+        ``(num_batches, B)`` tensor of :math:`e_{bj}`.
+    """
+    per_class = effective_class_weights(batch_labels, weight, normalizer)
+    return per_class.gather(1, batch_labels.to(per_class.device))
+
+
+def per_sample_class_weights(
+    batch_labels: torch.Tensor, weight: torch.Tensor | Sequence[float], normalizer: float | None = None
+) -> torch.Tensor:
+    r"""Average effective weight a sample of each class receives, over the batches that contain it.
+
+    .. math::  \bar e_c = \frac{\sum_b n_{bc}\, e_{bc}}{\sum_b n_{bc}}
+               = \frac{\sum_b n_{bc}\, B\, w_c / S_b}{\sum_b n_{bc}},
+
+    where :math:`n_{bc}` is the number of class-:math:`c` samples in batch :math:`b`. Batches without
+    class :math:`c` do not count (its samples are not there), and a batch counts once per sample of
+    class :math:`c` it holds. Because those samples' own weight is part of :math:`S_b`, a rare class with
+    a large weight raises the denominator of exactly the batches it appears in: :math:`\bar e_c` can be
+    *below* the constant :math:`B w_c / \mathbb{E}[S_b]` even though the plain average of
+    :math:`e_{bc}` over all batches is above it (Jensen).
+
+    Returns:
+        ``(C,)`` tensor; NaN for a class that appears in no batch.
+    """
+    eff = sample_effective_weights(batch_labels, weight, normalizer)
+    num_classes = effective_class_weights(batch_labels[:1], weight).shape[1]
+    labels = batch_labels.reshape(-1).to(eff.device)
+    totals = torch.zeros(num_classes, dtype=eff.dtype, device=eff.device).index_add_(0, labels, eff.reshape(-1))
+    counts = torch.bincount(labels, minlength=num_classes).to(eff.dtype)
+    return totals / counts

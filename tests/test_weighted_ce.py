@@ -7,8 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.imbalance import long_tailed_counts
+from helpers.losses import inverse_frequency_weights
 from helpers.reference import cross_entropy as reference_cross_entropy
-from helpers.weighted_ce import cross_entropy_terms, effective_class_weights
+from helpers.weighted_ce import (
+    cross_entropy_terms,
+    effective_class_weights,
+    per_sample_class_weights,
+    sample_effective_weights,
+)
 
 E = math.e
 X12 = torch.tensor([0, 1, 0, 0, 0, 1], dtype=torch.float32).view(1, 3, 2)
@@ -274,3 +281,36 @@ def test_terms_agree_with_the_reference_implementation(label_smoothing):
     for reduction in ("mean", "sum"):
         expected = reference_cross_entropy(x, t, w, 255, reduction, label_smoothing)
         torch.testing.assert_close(terms.reduce(reduction), expected)
+
+
+def test_sample_effective_weights_by_hand():
+    batches = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    w = torch.tensor([1.0, 4.0])
+    # batch 0: S = 6, e = 3 w / 6; batch 1: S = 9, e = 3 w / 9
+    expected = torch.tensor([[0.5, 0.5, 2.0], [1 / 3, 4 / 3, 4 / 3]])
+    torch.testing.assert_close(sample_effective_weights(batches, w), expected)
+    # class 1: one slot at 2.0 and two at 4/3 -> (2 + 8/3) / 3; class 0: (0.5 + 0.5 + 1/3) / 3
+    torch.testing.assert_close(per_sample_class_weights(batches, w), torch.tensor([4 / 9, 14 / 9]))
+    assert per_sample_class_weights(batches, torch.tensor([1.0, 4.0, 2.0]))[2].isnan()  # class 2 never drawn
+
+
+def test_per_sample_weight_of_a_rare_class_is_below_the_constant():
+    """Issue 16's measurement: long_tailed_counts(5000, 10, 100), batch 128, 20 shuffled epochs.
+
+    The average over *all* batches says the tail class gains (+4%); what a tail sample receives,
+    averaged over the batches that hold it, is 13.9% less than the fixed constant.
+    """
+    counts = long_tailed_counts(5000, 10, 100)
+    labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
+    g = torch.Generator().manual_seed(0)
+    per_epoch = len(labels) // 128
+    batches = torch.cat([labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128)
+                         for _ in range(20)])
+    w = inverse_frequency_weights(counts)
+    constant = 128 * w / (128 * w[labels].mean())
+    per_batch = effective_class_weights(batches, w).mean(0)
+    per_sample = per_sample_class_weights(batches, w)
+    assert abs(constant[9].item() - 24.81) < 0.01
+    assert abs(per_batch[9].item() - 25.81) < 0.05 and per_batch[9] > constant[9]
+    assert abs(per_sample[9].item() - 21.38) < 0.05 and per_sample[9] < constant[9]
+    assert per_sample[0] > constant[0]  # the head class gains what the tail loses
