@@ -2,15 +2,28 @@
 
 A *search* spends a fixed budget of objective evaluations (training runs) on a
 :data:`SearchSpace`, a mapping from a parameter name to one of :class:`FloatRange`,
-:class:`IntRange` or :class:`Categorical`. Three strategies share one interface and one result
-type, so they can be compared at an equal budget:
+:class:`IntRange` or :class:`Categorical`. :func:`run_search` runs three strategies behind
+Optuna's one study interface (Akiba et al., 2019), so they compare at an equal budget:
 
-* :func:`grid_search`: the largest full grid with at most ``budget`` points (:func:`grid_points`);
-* :func:`random_search`: ``budget`` independent draws from the space (seeded);
-* :func:`optuna_search`: Optuna's TPE sampler (Akiba et al., 2019; seeded).
+* ``"grid"``: :class:`optuna.samplers.GridSampler` over the largest full grid with at most
+  ``budget`` points (:func:`grid_shape`, :func:`grid_axes`), visited in a seeded random order;
+* ``"random"``: :class:`optuna.samplers.RandomSampler`, ``budget`` independent seeded draws;
+* ``"optuna"``: :class:`optuna.samplers.TPESampler` (Tree-structured Parzen Estimator), seeded.
 
-Each returns a :class:`SearchResult`; :func:`best_so_far` turns its scores into the curve
-``b_t = max_{i <= t} s_i`` (or ``min`` when minimizing) that compares strategies run by run.
+What this module adds to Optuna is only what Optuna lacks: one declared search space that every
+strategy reads (Optuna's own interface is define-by-run, which cannot size a grid), the largest grid
+within a budget, a budget counted in *finished* evaluations so that an interrupted search resumes
+(:func:`run_search` with ``storage``), and :class:`SearchResult`, whose :func:`best_so_far` curve
+``b_t = max_{i <= t} s_i`` (``min`` when minimizing) compares strategies run by run.
+
+Storage: ``storage=None`` keeps the study in memory. An SQLAlchemy URL such as
+``"sqlite:///tuning.db"`` writes each finished trial to disk as it completes; calling
+:func:`run_search` again with the same URL and ``study_name`` loads the study and runs only the
+evaluations still missing. A database server that several machines reach (for example
+``"postgresql://user@host/db"``) lets several processes work on one study at once, which is
+Optuna's own distributed mode: each process runs :func:`run_search` with the same storage and study
+name (and, for ``"random"`` and ``"optuna"``, its own ``seed``), and stops when the study holds
+``budget`` finished trials.
 
 :func:`sensitivity` repeats a one-knob experiment over several seeds and summarises it as
 mean and (sample, ``ddof=1``) standard deviation per knob value. :func:`selection_bias` measures
@@ -26,7 +39,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -48,19 +60,21 @@ __all__ = [
     "STRATEGIES",
     "best_so_far",
     "fraction_near_zero",
+    "grid_axes",
     "grid_points",
-    "grid_search",
     "grid_shape",
     "l1_penalty",
     "l2_penalty",
-    "optuna_search",
+    "make_sampler",
     "random_halves",
-    "random_search",
     "run_search",
     "selection_bias",
     "sensitivity",
     "summarize_sensitivity",
 ]
+
+#: The search strategies of :func:`run_search`, by name.
+STRATEGIES = ("grid", "random", "optuna")
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,8 +106,8 @@ class FloatRange:
 
     ``grid(n)`` returns ``n`` evenly spaced points including both ends (geometric spacing when
     ``log``); ``grid(n, include_ends=False)`` returns the centres of ``n`` equal cells instead, which
-    keeps a coarse grid away from the edges of the range. ``sample`` draws ``low + U (high - low)``
-    or ``exp(U(log low, log high))``.
+    keeps a coarse grid away from the edges of the range. ``suggest`` asks an Optuna trial for a
+    value (``trial.suggest_float``), which is how every strategy of :func:`run_search` draws it.
     """
 
     low: float
@@ -112,12 +126,8 @@ class FloatRange:
             points = lo + (np.arange(n) + 0.5) * (hi - lo) / n
         else:
             points = np.linspace(lo, hi, n)
-        return [float(math.exp(p)) if self.log else float(p) for p in points]
-
-    def sample(self, rng: np.random.Generator) -> float:
-        if self.log:
-            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-        return float(rng.uniform(self.low, self.high))
+        values = [float(math.exp(p)) if self.log else float(p) for p in points]
+        return [min(max(v, self.low), self.high) for v in values]  # exp(log(x)) may round past an end
 
     def suggest(self, trial: Any, name: str) -> float:
         return float(trial.suggest_float(name, self.low, self.high, log=self.log))
@@ -125,6 +135,9 @@ class FloatRange:
     @property
     def size(self) -> float:
         return math.inf
+
+    def describe(self) -> str:
+        return f"FloatRange({self.low!r}, {self.high!r}, log={self.log})"
 
 
 @dataclass(frozen=True)
@@ -147,18 +160,15 @@ class IntRange:
         points = FloatRange(float(self.low), float(self.high), self.log).grid(n, include_ends)
         return sorted({int(round(p)) for p in points})
 
-    def sample(self, rng: np.random.Generator) -> int:
-        if self.log:
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
-            return int(min(self.high, math.floor(value)))
-        return int(rng.integers(self.low, self.high + 1))
-
     def suggest(self, trial: Any, name: str) -> int:
         return int(trial.suggest_int(name, int(self.low), int(self.high), log=self.log))
 
     @property
     def size(self) -> float:
         return float(self.high - self.low + 1)
+
+    def describe(self) -> str:
+        return f"IntRange({int(self.low)}, {int(self.high)}, log={self.log})"
 
 
 @dataclass(frozen=True)
@@ -178,15 +188,15 @@ class Categorical:
         index = np.linspace(0, len(self.choices) - 1, n).round().astype(int)
         return [self.choices[i] for i in sorted(set(index.tolist()))]
 
-    def sample(self, rng: np.random.Generator) -> Any:
-        return self.choices[int(rng.integers(len(self.choices)))]
-
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.choices))
 
     @property
     def size(self) -> float:
         return float(len(self.choices))
+
+    def describe(self) -> str:
+        return f"Categorical({self.choices!r})"
 
 
 Param = FloatRange | IntRange | Categorical
@@ -232,16 +242,21 @@ def grid_shape(space: SearchSpace, budget: int) -> tuple[int, ...]:
     return max(shapes((), budget), key=key)
 
 
-def grid_points(space: SearchSpace, budget: int, include_ends: bool = True) -> list[dict[str, Any]]:
-    """The full grid of :func:`grid_shape` as a list of parameter dicts (row-major order).
+def grid_axes(space: SearchSpace, budget: int, include_ends: bool = True) -> dict[str, list[Any]]:
+    """The values of each parameter on the grid of :func:`grid_shape` (what ``GridSampler`` takes).
 
     ``include_ends=False`` puts the points of each numeric axis at the centres of equal cells
     (see :class:`FloatRange`) instead of on both ends of the range.
     """
     space = _check_space(space)
     shape = grid_shape(space, budget)
-    axes = [param.grid(n, include_ends) for param, n in zip(space.values(), shape, strict=True)]
-    return [dict(zip(space, combo, strict=True)) for combo in itertools.product(*axes)]
+    return {name: param.grid(n, include_ends) for (name, param), n in zip(space.items(), shape, strict=True)}
+
+
+def grid_points(space: SearchSpace, budget: int, include_ends: bool = True) -> list[dict[str, Any]]:
+    """The full grid of :func:`grid_axes` as a list of parameter dicts (row-major order)."""
+    axes = grid_axes(space, budget, include_ends)
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +266,7 @@ def grid_points(space: SearchSpace, budget: int, include_ends: bool = True) -> l
 
 @dataclass(frozen=True)
 class Trial:
-    """One evaluation of the objective: its index, parameters, score and wall time in seconds."""
+    """One finished evaluation: its rank in run order (from 0), parameters, score and wall time (s)."""
 
     number: int
     params: dict[str, Any]
@@ -261,17 +276,19 @@ class Trial:
 
 @dataclass
 class SearchResult:
-    """The trials of one search, in the order they ran.
+    """The finished trials of one search, in the order they ran.
 
     Attributes:
         strategy: ``"grid"``, ``"random"`` or ``"optuna"``.
         direction: ``"maximize"`` or ``"minimize"``.
-        trials: the evaluations, in order.
+        trials: the finished evaluations, in order (a resumed study includes the earlier ones).
+        study: the :class:`optuna.study.Study` behind it (for Optuna's own plots and analyses).
     """
 
     strategy: str
     direction: Direction
     trials: list[Trial] = field(default_factory=list)
+    study: Any = field(default=None, repr=False, compare=False)
 
     @property
     def values(self) -> np.ndarray:
@@ -314,97 +331,107 @@ def best_so_far(values: Sequence[float] | np.ndarray, direction: Direction = "ma
     return np.where(running == fill, np.nan, running)
 
 
-def _evaluate(objective: Objective, params: dict[str, Any], number: int) -> Trial:
-    start = time.perf_counter()
-    value = objective(dict(params))
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"the objective must return a number, got {type(value).__name__} for {params}") from None
-    return Trial(number=number, params=dict(params), value=value, seconds=time.perf_counter() - start)
-
-
-def _run_points(
-    strategy: str, objective: Objective, points: Iterable[dict[str, Any]], direction: Direction, show: Callable
-) -> SearchResult:
-    result = SearchResult(strategy=strategy, direction=direction)
-    for number, params in enumerate(show(list(points))):
-        result.trials.append(_evaluate(objective, params, number))
-    return result
-
-
 def _no_progress(items):
     return items
 
 
-def grid_search(
-    objective: Objective,
+def make_sampler(
+    strategy: str,
     space: SearchSpace,
     budget: int,
     *,
-    direction: Direction = "maximize",
-    shuffle_seed: int | None = 0,
+    seed: int = 0,
     include_ends: bool = True,
-    progress: Callable | None = None,
-) -> SearchResult:
-    """Evaluate ``objective`` on the largest full grid with at most ``budget`` points.
+    n_startup_trials: int | None = None,
+) -> Any:
+    """The Optuna sampler behind a strategy name.
 
     Args:
-        objective: maps a parameter dict to a score.
-        space: the :data:`SearchSpace`.
-        budget: maximum number of evaluations; the grid may use fewer (see :func:`grid_shape`).
-        direction: whether larger (``"maximize"``) or smaller scores are better.
-        shuffle_seed: the grid is visited in a random order drawn with this seed, so that its
-            best-so-far curve is comparable to the other strategies' (``None``: row-major order).
+        strategy: ``"grid"`` (``GridSampler`` over :func:`grid_axes`, its order shuffled with
+            ``seed``), ``"random"`` (``RandomSampler``) or ``"optuna"`` (``TPESampler``).
+        space, budget: the search space and the number of evaluations (the grid's size).
+        seed: the sampler's seed.
         include_ends: grid points on the ends of each numeric range (True) or at cell centres.
-        progress: optional wrapper around the list of points, e.g. ``helpers.runtime.progress``.
+        n_startup_trials: TPE's random trials before it starts modelling the scores (default
+            ``min(10, max(2, budget // 3))``: with a small budget, Optuna's default of 10 random
+            start-up trials would leave TPE almost nothing to do).
+
+    Raises:
+        ValueError: on an unknown strategy, a bad budget or seed.
+        ImportError: if Optuna is not installed (``pip install optuna``).
     """
-    _check_direction(direction)
-    points = grid_points(space, budget, include_ends)
-    if shuffle_seed is not None:
-        order = np.random.default_rng(_check_seed(shuffle_seed, "shuffle_seed")).permutation(len(points))
-        points = [points[i] for i in order]
-    return _run_points("grid", objective, points, direction, progress or _no_progress)
+    import optuna
 
-
-def random_search(
-    objective: Objective,
-    space: SearchSpace,
-    budget: int,
-    *,
-    seed: int = 0,
-    direction: Direction = "maximize",
-    progress: Callable | None = None,
-) -> SearchResult:
-    """Evaluate ``objective`` at ``budget`` independent random draws from ``space`` (seeded with ``seed``)."""
-    _check_direction(direction)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     space = _check_space(space)
     budget = _check_budget(budget)
-    rng = np.random.default_rng(_check_seed(seed))
-    points = [{name: param.sample(rng) for name, param in space.items()} for _ in range(budget)]
-    return _run_points("random", objective, points, direction, progress or _no_progress)
+    seed = _check_seed(seed)
+    if strategy == "grid":
+        return optuna.samplers.GridSampler(grid_axes(space, budget, include_ends), seed=seed)
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(10, max(2, budget // 3)) if n_startup_trials is None else int(n_startup_trials)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
-def optuna_search(
+def _params_key(params: Mapping[str, Any]) -> str:
+    return repr(sorted(params.items()))
+
+
+def _space_signature(strategy: str, space: dict[str, Param], direction: str, include_ends: bool) -> str:
+    parts = [f"{name}={param.describe()}" for name, param in space.items()]
+    grid = f", include_ends={include_ends}" if strategy == "grid" else ""
+    return f"{strategy} {direction}{grid}: " + ", ".join(parts)
+
+
+def run_search(
+    strategy: str,
     objective: Objective,
     space: SearchSpace,
     budget: int,
     *,
     seed: int = 0,
     direction: Direction = "maximize",
+    storage: str | None = None,
+    study_name: str | None = None,
+    include_ends: bool = True,
     n_startup_trials: int | None = None,
     progress: Callable | None = None,
 ) -> SearchResult:
-    """Evaluate ``objective`` ``budget`` times, proposed by Optuna's seeded TPE sampler.
+    """Spend ``budget`` evaluations of ``objective`` on ``space`` with one strategy, through Optuna.
 
     Args:
-        n_startup_trials: random trials before TPE starts modelling the scores (default
-            ``min(10, max(2, budget // 3))``: with a small budget, Optuna's default of 10 random
-            start-up trials would leave TPE almost nothing to do).
-        progress: optional wrapper around ``range(budget)`` (a progress bar).
+        strategy: ``"grid"``, ``"random"`` or ``"optuna"`` (see :func:`make_sampler`). The grid
+            may use fewer evaluations than ``budget`` (see :func:`grid_shape`).
+        objective: maps a parameter dict to a score.
+        space: the :data:`SearchSpace`.
+        budget: the number of *finished* evaluations the study should hold when this returns.
+        seed: the sampler's seed. A resumed study reseeds random and TPE samplers from ``seed`` and
+            the number of trials already stored, so they do not repeat the draws already made; the
+            grid is coordinated through the storage and needs the same ``seed`` to resume.
+        direction: whether larger (``"maximize"``) or smaller scores are better.
+        storage: ``None`` (in memory) or an SQLAlchemy URL (``"sqlite:///tuning.db"``, a
+            PostgreSQL or MySQL server for several machines); each finished trial is written as it
+            completes, and a later call with the same ``storage`` and ``study_name`` resumes.
+        study_name: the study's name in ``storage`` (default: the strategy's name).
+        include_ends: grid points on the ends of each numeric range (True) or at cell centres.
+        n_startup_trials: TPE's random start-up trials (see :func:`make_sampler`).
+        progress: optional progress-bar factory called as ``progress(total=n)`` (e.g.
+            ``helpers.runtime.progress``), updated after each trial.
+
+    Returns:
+        A :class:`SearchResult` with every finished trial of the study, in run order.
 
     Raises:
-        ImportError: if Optuna is not installed (``pip install optuna``).
+        ValueError: on a bad strategy, budget, seed or direction, or when ``storage`` already holds
+            a study of that name created for another strategy, direction or search space.
+
+    The loop is Optuna's own ``study.optimize``. An objective that raises (an error, or an
+    interrupt such as Ctrl-C) marks its trial failed in the study, where it does not count towards
+    the budget, and the exception propagates. A trial cut off by a killed process stays "running" in
+    the storage and does not count either. On resuming, random search and TPE draw new points in
+    place of the lost ones, and the grid evaluates again every point whose run failed or was cut off.
     """
     import optuna
 
@@ -412,41 +439,75 @@ def optuna_search(
     space = _check_space(space)
     budget = _check_budget(budget)
     seed = _check_seed(seed)
-    startup = min(10, max(2, budget // 3)) if n_startup_trials is None else int(n_startup_trials)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    sampler_kwargs: dict[str, Any] = {"include_ends": include_ends, "n_startup_trials": n_startup_trials}
+    signature = _space_signature(strategy, space, direction, include_ends)
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(direction=direction, sampler=sampler)
-        result = SearchResult(strategy="optuna", direction=direction)
-        for number in (progress or _no_progress)(range(budget)):
-            trial = study.ask()
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name or (strategy if storage is not None else None),
+            direction=direction,
+            sampler=make_sampler(strategy, space, budget, seed=seed, **sampler_kwargs),
+            load_if_exists=storage is not None,
+        )
+        stored = study.user_attrs.get("lossbook_search")
+        if stored is None:
+            study.set_user_attr("lossbook_search", signature)
+        elif stored != signature:
+            raise ValueError(
+                f"study {study.study_name!r} in {storage} was created as [{stored}], not [{signature}]; "
+                "use another study_name (or storage) for a different search"
+            )
+        complete = (optuna.trial.TrialState.COMPLETE,)
+        started = len(study.trials)
+        if started and strategy != "grid":  # a resumed study: do not replay the draws already made
+            reseed = int(np.random.SeedSequence([seed, started]).generate_state(1)[0])
+            study.sampler = make_sampler(strategy, space, budget, seed=reseed, **sampler_kwargs)
+        target = math.prod(grid_shape(space, budget)) if strategy == "grid" else budget
+        finished = {_params_key(t.params) for t in study.get_trials(deepcopy=False, states=complete)}
+        if strategy == "grid":  # a resumed grid retries the points whose run failed or was interrupted
+            failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+            waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+            queued = finished | {_params_key(t.params) for t in waiting}
+            retry = {_params_key(t.params): t.params for t in failed if len(t.params) == len(space)}
+            for key, params in retry.items():
+                if key not in queued:
+                    study.enqueue_trial(params)
+
+        def evaluate(trial: Any) -> float:
             params = {name: param.suggest(trial, name) for name, param in space.items()}
-            done = _evaluate(objective, params, number)
-            study.tell(trial, done.value)
-            result.trials.append(done)
+            raw = objective(dict(params))
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                raise TypeError(f"the objective must return a number, got {type(raw).__name__} for {params}") from None
+
+        remaining = max(0, target - len(finished))
+        bar = progress(total=remaining) if progress is not None and remaining else None
+
+        def after(study: Any, trial: Any) -> None:
+            if bar is not None:
+                bar.update(1)
+            if len(study.get_trials(deepcopy=False, states=complete)) >= target:
+                study.stop()  # this worker, or the others, finished the study
+
+        try:
+            if remaining:
+                study.optimize(evaluate, n_trials=remaining, callbacks=[after])
+        finally:
+            if bar is not None:
+                bar.close()
     finally:
         optuna.logging.set_verbosity(previous)
-    return result
-
-
-STRATEGIES: dict[str, Callable[..., SearchResult]] = {
-    "grid": grid_search,
-    "random": random_search,
-    "optuna": optuna_search,
-}
-
-
-def run_search(strategy: str, objective: Objective, space: SearchSpace, budget: int, **kwargs: Any) -> SearchResult:
-    """Dispatch to :data:`STRATEGIES` by name (``"grid"``, ``"random"`` or ``"optuna"``).
-
-    ``seed`` is accepted for every strategy; the grid uses it as ``shuffle_seed``.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
-    if strategy == "grid" and "seed" in kwargs:
-        kwargs["shuffle_seed"] = kwargs.pop("seed")
-    return STRATEGIES[strategy](objective, space, budget, **kwargs)
+    done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
+                  key=lambda t: t.number)
+    trials = [
+        Trial(number=i, params=dict(t.params), value=float(t.value),
+              seconds=t.duration.total_seconds() if t.duration is not None else math.nan)
+        for i, t in enumerate(done)
+    ]
+    return SearchResult(strategy=strategy, direction=direction, trials=trials, study=study)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Unit tests for helpers.tuning: search spaces, strategies, seed sweeps, selection bias, penalties."""
+"""Unit tests for helpers.tuning: search spaces, strategies (through Optuna), resuming, seed sweeps, selection bias,
+penalties."""
 
 import math
 
@@ -13,14 +14,13 @@ from helpers.tuning import (
     IntRange,
     best_so_far,
     fraction_near_zero,
+    grid_axes,
     grid_points,
-    grid_search,
     grid_shape,
     l1_penalty,
     l2_penalty,
-    optuna_search,
+    make_sampler,
     random_halves,
-    random_search,
     run_search,
     selection_bias,
     sensitivity,
@@ -39,23 +39,17 @@ def bowl(params):
 # ---------------------------------------------------------------- spaces and grids
 
 
-def test_float_range_grid_and_sample():
+def test_float_range_grid():
     assert FloatRange(0, 1).grid(3) == [0.0, 0.5, 1.0]
     assert FloatRange(1e-3, 1e-1, log=True).grid(3) == pytest.approx([1e-3, 1e-2, 1e-1])
     assert FloatRange(1e-3, 1e-1, log=True).grid(1) == pytest.approx([1e-2])
     assert FloatRange(0, 1).grid(2, include_ends=False) == [0.25, 0.75]
     assert FloatRange(1e-4, 1.0, log=True).grid(2, include_ends=False) == pytest.approx([1e-3, 1e-1])
-    rng = np.random.default_rng(0)
-    draws = [FloatRange(1e-4, 1.0, log=True).sample(rng) for _ in range(2000)]
-    assert min(draws) >= 1e-4 and max(draws) <= 1.0
-    # log-uniform: about a quarter of the draws in each decade of the four
-    assert np.mean(np.array(draws) < 1e-3) == pytest.approx(0.25, abs=0.04)
+    ends = FloatRange(3e-4, 3e-2, log=True).grid(5)
+    assert ends[0] >= 3e-4 and ends[-1] <= 3e-2  # never rounded past an end (Optuna would reject it)
 
 
 def test_int_range_and_categorical():
-    rng = np.random.default_rng(1)
-    draws = {IntRange(2, 4).sample(rng) for _ in range(200)}
-    assert draws == {2, 3, 4}
     assert IntRange(0, 10).grid(3) == [0, 5, 10]
     assert Categorical(("a", "b", "c")).grid(5) == ["a", "b", "c"]
     assert Categorical(("a", "b", "c")).grid(2) == ["a", "c"]
@@ -88,6 +82,8 @@ def test_grid_shape_uses_the_budget_and_keeps_two_points_per_axis():
     assert {p["kind"] for p in points} == {"a", "b"}
     centred = grid_points({"x": FloatRange(0, 1)}, 4, include_ends=False)
     assert [p["x"] for p in centred] == [0.125, 0.375, 0.625, 0.875]
+    axes = grid_axes(SPACE, 12)
+    assert list(axes) == ["x", "lr", "kind"] and [len(v) for v in axes.values()] == [3, 2, 2]
 
 
 def test_space_validation():
@@ -122,6 +118,7 @@ def test_each_strategy_spends_the_budget_and_reports_the_best(strategy):
     result = run_search(strategy, objective, SPACE, 12, seed=0)
     assert result.strategy == strategy
     assert len(result.trials) == len(calls) == 12
+    assert [t.params for t in result.trials] == calls  # run order
     assert result.best.value == max(bowl(p) for p in calls)
     curve = result.best_so_far()
     assert np.all(np.diff(curve) >= 0) and curve[-1] == result.best.value
@@ -129,6 +126,17 @@ def test_each_strategy_spends_the_budget_and_reports_the_best(strategy):
     assert list(frame.columns) == ["number", "x", "lr", "kind", "value", "best_so_far", "seconds"]
     for trial in result.trials:
         assert -2 <= trial.params["x"] <= 2 and 1e-4 <= trial.params["lr"] <= 1 and trial.params["kind"] in "ab"
+
+
+def test_every_strategy_is_an_optuna_sampler():
+    optuna = pytest.importorskip("optuna")
+    expected = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.RandomSampler,
+                "optuna": optuna.samplers.TPESampler}
+    for strategy, kind in expected.items():
+        assert isinstance(make_sampler(strategy, SPACE, 8), kind)
+        assert isinstance(run_search(strategy, bowl, SPACE, 2).study.sampler, kind)
+    with pytest.raises(ValueError, match="strategy"):
+        make_sampler("bayes", SPACE, 8)
 
 
 @pytest.mark.parametrize("strategy", ["random", "optuna"])
@@ -140,12 +148,21 @@ def test_seeded_strategies_are_reproducible(strategy):
     assert [t.params for t in first.trials] != [t.params for t in other.trials]
 
 
-def test_grid_visits_the_grid_in_a_seeded_order():
-    ordered = grid_search(bowl, SPACE, 8, shuffle_seed=None)
-    shuffled = grid_search(bowl, SPACE, 8, shuffle_seed=1)
-    assert [t.params for t in ordered.trials] == grid_points(SPACE, 8)
-    key = [sorted(t.params.items()) for t in shuffled.trials]
-    assert sorted(map(str, key)) == sorted(str(sorted(p.items())) for p in grid_points(SPACE, 8))
+def _key(params):
+    return str(sorted(params.items()))
+
+
+def test_grid_visits_the_whole_grid_in_a_seeded_order():
+    first = run_search("grid", bowl, SPACE, 8, seed=1)
+    again = run_search("grid", bowl, SPACE, 8, seed=1)
+    other = run_search("grid", bowl, SPACE, 8, seed=2)
+    assert sorted(_key(t.params) for t in first.trials) == sorted(_key(p) for p in grid_points(SPACE, 8))
+    assert [t.params for t in first.trials] == [t.params for t in again.trials]
+    assert [t.params for t in first.trials] != [t.params for t in other.trials]
+    centred = run_search("grid", lambda p: -p["x"], {"x": FloatRange(0, 1)}, 4, include_ends=False)
+    assert sorted(t.params["x"] for t in centred.trials) == [0.125, 0.375, 0.625, 0.875]
+    # a budget that no full grid fills: the grid uses fewer evaluations (9 -> 2 x 2 x 2)
+    assert len(run_search("grid", bowl, SPACE, 9).trials) == 8
 
 
 def test_optuna_beats_random_on_a_smooth_objective():
@@ -155,20 +172,114 @@ def test_optuna_beats_random_on_a_smooth_objective():
     def smooth(params):
         return -((params["x"] - 0.5) ** 2) - (math.log10(params["lr"]) + 2) ** 2
 
-    tpe = np.mean([optuna_search(smooth, space, 30, seed=s).best.value for s in range(4)])
-    rand = np.mean([random_search(smooth, space, 30, seed=s).best.value for s in range(4)])
+    tpe = np.mean([run_search("optuna", smooth, space, 30, seed=s).best.value for s in range(4)])
+    rand = np.mean([run_search("random", smooth, space, 30, seed=s).best.value for s in range(4)])
     assert tpe > rand
 
 
 def test_minimize_and_bad_objective():
-    result = random_search(lambda p: (p["x"] - 1) ** 2, {"x": FloatRange(-3, 3)}, 10, direction="minimize")
+    result = run_search("random", lambda p: (p["x"] - 1) ** 2, {"x": FloatRange(-3, 3)}, 10, direction="minimize")
     assert result.best.value == min(result.values)
     with pytest.raises(TypeError, match="must return a number"):
-        random_search(lambda p: "bad", {"x": FloatRange(-3, 3)}, 2)
+        run_search("random", lambda p: "bad", {"x": FloatRange(-3, 3)}, 2)
     with pytest.raises(ValueError, match="strategy"):
         run_search("bayes", bowl, SPACE, 3)
     with pytest.raises(ValueError, match="seed"):
-        random_search(bowl, SPACE, 3, seed=-1)
+        run_search("random", bowl, SPACE, 3, seed=-1)
+    with pytest.raises(ValueError, match="direction"):
+        run_search("random", bowl, SPACE, 3, direction="max")
+
+
+# ---------------------------------------------------------------- storage: resuming a study
+
+
+class Interrupted(KeyboardInterrupt):
+    """What Ctrl-C (or a notebook's stop button) raises in the middle of a trial."""
+
+
+def _interrupt_after(n, objective=bowl):
+    calls = []
+
+    def run(params):
+        if len(calls) == n:
+            raise Interrupted
+        calls.append(params)
+        return objective(params)
+
+    return run, calls
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "optuna"])
+def test_a_sqlite_study_resumes_after_an_interrupt(strategy, tmp_path):
+    pytest.importorskip("sqlalchemy")
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    interrupted, before = _interrupt_after(5)
+    with pytest.raises(Interrupted):
+        run_search(strategy, interrupted, SPACE, 12, seed=0, storage=url, study_name="s")
+    resumed, after = _interrupt_after(100)
+    result = run_search(strategy, resumed, SPACE, 12, seed=0, storage=url, study_name="s")
+    assert len(before) == 5 and len(after) == 7  # only the missing evaluations ran
+    assert len(result.trials) == 12
+    assert [t.params for t in result.trials[:5]] == before  # the finished trials were kept
+    assert [t.params for t in result.trials[5:]] == after
+    keys = [_key(t.params) for t in result.trials]
+    assert len(set(keys)) == 12  # the resumed sampler does not replay the draws already made
+    if strategy == "grid":  # the trial cut off by the interrupt is evaluated again: the grid is complete
+        assert sorted(keys) == sorted(_key(p) for p in grid_points(SPACE, 12))
+    # a finished study runs nothing more
+    again, calls = _interrupt_after(100)
+    assert len(run_search(strategy, again, SPACE, 12, seed=0, storage=url, study_name="s").trials) == 12
+    assert calls == []
+    # and a larger budget extends it
+    assert len(run_search("random", bowl, SPACE, 14, storage=url, study_name="r").trials) == 14
+
+
+def test_a_grid_resumes_after_a_killed_process(tmp_path):
+    """A process killed mid-trial leaves it 'running' in the storage; resuming still completes the grid."""
+    optuna = pytest.importorskip("optuna")
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    interrupted, before = _interrupt_after(3)
+    with pytest.raises(Interrupted):
+        run_search("grid", interrupted, SPACE, 8, storage=url, study_name="g")
+    study = optuna.load_study(storage=url, study_name="g", sampler=make_sampler("grid", SPACE, 8))
+    killed = study.ask()  # started by a process that was then killed: never told
+    for name, param in SPACE.items():
+        param.suggest(killed, name)
+    resumed, after = _interrupt_after(100)
+    result = run_search("grid", resumed, SPACE, 8, storage=url, study_name="g")
+    assert sorted(_key(t.params) for t in result.trials) == sorted(_key(p) for p in grid_points(SPACE, 8))
+    assert len(before) + len(after) == 8
+
+
+def test_a_stored_study_refuses_a_different_search(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    run_search("random", bowl, SPACE, 3, storage=url, study_name="s")
+    with pytest.raises(ValueError, match="created as"):
+        run_search("random", bowl, {"x": FloatRange(-1.0, 1.0)}, 3, storage=url, study_name="s")
+    with pytest.raises(ValueError, match="created as"):
+        run_search("optuna", bowl, SPACE, 3, storage=url, study_name="s")
+    with pytest.raises(ValueError, match="created as"):
+        run_search("random", bowl, SPACE, 3, storage=url, study_name="s", direction="minimize")
+
+
+def test_a_failing_objective_fails_its_trial_and_leaves_the_study_usable(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    calls = []
+
+    def flaky(params):
+        calls.append(params)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return bowl(params)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_search("random", flaky, SPACE, 4, storage=url, study_name="s")
+    result = run_search("random", flaky, SPACE, 4, storage=url, study_name="s")
+    assert len(result.trials) == 4 and len(calls) == 5
+    states = [t.state.name for t in result.study.trials]
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") == 4
 
 
 # ---------------------------------------------------------------- sweeps and selection bias
