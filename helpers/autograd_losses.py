@@ -34,6 +34,7 @@ __all__ = [
     "GradcheckCase",
     "NOT_LOSSES",
     "check_case",
+    "composed_cross_entropy",
     "SoftmaxCrossEntropyFunction",
     "discover_losses",
     "gradcheck_cases",
@@ -152,6 +153,35 @@ def softmax_cross_entropy(
             check_class_weight(weight.detach(), num_classes)
         weight = weight.to(input.device)
     return SoftmaxCrossEntropyFunction.apply(input, target, weight, reduction)
+
+
+def composed_cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    r"""The loss of :class:`SoftmaxCrossEntropyFunction` composed from differentiable torch ops.
+
+    .. math::
+        \ell_i = -w_{y_i} \log \operatorname{softmax}(z_i)_{y_i}, \qquad
+        L_\text{mean} = \frac{\sum_i \ell_i}{\sum_i w_{y_i}},
+
+    written as ``log_softmax`` followed by ``gather``, so that autograd derives the backward pass.
+    It is the reference the hand-written backward is checked (and, in chapter 2's appendix, timed)
+    against; unlike ``F.cross_entropy`` it accepts a ``weight`` that requires grad. Arguments as in
+    :func:`softmax_cross_entropy` (validated the same way).
+    """
+    check_reduction(reduction)
+    if input.dim() != 2:
+        raise ValueError(f"input must be logits of shape (N, C), got shape {tuple(input.shape)}")
+    num_classes = check_class_targets(input, target)
+    if weight is None:
+        w_t = torch.ones(target.shape, dtype=input.dtype, device=input.device)
+    else:
+        check_class_weight(weight.detach() if isinstance(weight, Tensor) else weight, num_classes)
+        w_t = torch.as_tensor(weight, dtype=input.dtype, device=input.device)[target]
+    losses = -w_t * input.log_softmax(1).gather(1, target.unsqueeze(1)).squeeze(1)
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.sum() / w_t.sum()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +399,7 @@ def _reference_factory(fn: Callable[..., Tensor]) -> list[GradcheckCase]:
 # tests/test_gradcheck.py fails when a discovered loss has no entry here.
 GRADCHECK_FACTORIES: dict[str, Callable[[Callable], list[GradcheckCase]]] = {
     "helpers.autograd_losses.SoftmaxCrossEntropyFunction": _softmax_cross_entropy_cases,
+    "helpers.autograd_losses.composed_cross_entropy": lambda fn: _function_cases(fn, (_class_weight(),), "weights"),
     "helpers.autograd_losses.softmax_cross_entropy": lambda fn: _function_cases(fn, (_class_weight(),), "weights"),
     "helpers.custom_losses.LabelSmoothingCrossEntropy": lambda cls: _module_cases(
         lambda r: cls(0.1, weight=_class_weight(), ignore_index=-100, reduction=r),

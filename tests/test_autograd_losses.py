@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.autograd_losses import SoftmaxCrossEntropyFunction, softmax_cross_entropy
+from helpers.autograd_losses import SoftmaxCrossEntropyFunction, composed_cross_entropy, softmax_cross_entropy
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -19,9 +19,7 @@ def _data(n=12, c=5, dtype=torch.float32, seed=0):
 
 def _composed(z, t, w, reduction):
     """The same loss from differentiable torch ops, so autograd supplies the reference gradients."""
-    w_t = w[t]
-    losses = -w_t * z.log_softmax(1).gather(1, t.unsqueeze(1)).squeeze(1)
-    return {"none": losses, "sum": losses.sum(), "mean": losses.sum() / w_t.sum()}[reduction]
+    return composed_cross_entropy(z, t, w, reduction)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -128,3 +126,24 @@ def test_validation_messages():
 def test_function_apply_directly():
     z, t, w = _data()
     torch.testing.assert_close(SoftmaxCrossEntropyFunction.apply(z, t, w, "mean"), F.cross_entropy(z, t, weight=w))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_composed_reference_is_cross_entropy(reduction):
+    z, t, w = _data(dtype=torch.float64)
+    for weight in (None, w):
+        expected = F.cross_entropy(z, t, weight=weight, reduction=reduction)
+        assert torch.allclose(composed_cross_entropy(z, t, weight, reduction), expected)
+
+
+def test_composed_reference_gives_weight_gradients_and_validates():
+    z, t, w = _data(dtype=torch.float64)
+    w_leaf = w.clone().requires_grad_()
+    (g,) = torch.autograd.grad(composed_cross_entropy(z, t, w_leaf), w_leaf)
+    assert g.shape == w.shape and torch.isfinite(g).all()
+    with pytest.raises(ValueError, match="reduction"):
+        composed_cross_entropy(z, t, w, "avg")
+    with pytest.raises(ValueError, match=r"shape \(N, C\)"):
+        composed_cross_entropy(z[0], t, w)
+    with pytest.raises(ValueError, match="5 entries"):
+        composed_cross_entropy(z, t, w[:3])
