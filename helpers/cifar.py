@@ -1,4 +1,4 @@
-r"""CIFAR-10-LT: the papers' ResNet-32, a fast network, batch augmentation on tensors, and named protocols.
+r"""CIFAR-10-LT and CIFAR-100-LT: the papers' ResNet-32, a fast network, batch augmentation on tensors, protocols.
 
 This module holds what chapter 5 needs beyond the imbalance toolkit:
 
@@ -11,13 +11,20 @@ This module holds what chapter 5 needs beyond the imbalance toolkit:
   ``gpu-fast`` protocols;
 * :class:`RandomCropFlip` and :class:`Normalize`, the data pipeline as whole-batch tensor operations
   on the compute device (no PIL, no per-sample Python);
-* :data:`PROTOCOLS` (``paper``, ``gpu-fast``, ``cpu``, ``quick``) and :func:`cifar10_spec`, the
-  CIFAR-10 entry of the experiments registry (:data:`helpers.experiments.DATASETS`);
+* :data:`PROTOCOLS` (``paper``, ``gpu-fast``, ``cpu``, ``quick``) and :func:`cifar10_spec` /
+  :func:`cifar100_spec`, the CIFAR entries of the experiments registry
+  (:data:`helpers.experiments.DATASETS`): one code path for both, which differ only in the loader
+  (:func:`helpers.datasets.load_cifar10` / :func:`~helpers.datasets.load_cifar100`), the number of
+  classes and the validation size;
 * :data:`PUBLISHED_ERRORS`, the published CIFAR-10-LT top-1 errors typed in with their sources;
 * :func:`write_cifar10_batches` and :func:`local_md5_lists`, which write images in the on-disk format
   of the CIFAR-10 python release and let torchvision verify them (used by the tests and the benchmark
   to exercise the real :mod:`torchvision` code path);
-* :func:`read_results_json`, which reads a results file of ``python -m helpers.experiments``.
+* :func:`read_results_json` (from :mod:`helpers.results_store`), which reads a results file of
+  ``python -m helpers.experiments``.
+
+This module depends on :mod:`helpers.longtail_types` for :class:`~helpers.longtail_types.DatasetSpec`;
+:mod:`helpers.experiments` imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -34,16 +41,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.datasets import CIFAR10_CLASSES, DataUnavailableError, ImageSet, load_cifar10, synthetic_cifar10
+from helpers.datasets import (
+    CIFAR10_CLASSES,
+    DataCorruptError,
+    DataUnavailableError,
+    ImageSet,
+    load_cifar10,
+    load_cifar100,
+    synthetic_cifar,
+)
 from helpers.imbalance import make_imbalanced, subsample_indices
+from helpers.longtail_types import DatasetSpec
 from helpers.models import NormedLinear
+from helpers.results_store import read_results_json
 from helpers.runtime import SYNTHETIC_ENV, pick_device, synthetic_allowed
 from helpers.train import TrainConfig
 
-if TYPE_CHECKING:  # the registry (helpers.experiments) depends on this module, not the other way round
+if TYPE_CHECKING:
     import pandas as pd
-
-    from helpers.experiments import DatasetSpec
 
 # --------------------------------------------------------------------------------------------
 # Models
@@ -484,36 +499,64 @@ def balanced_test_subset(test: ImageSet, per_class: int | None, seed: int = 0) -
     return test.subset(index, name=f"{test.name}-{per_class}pc")
 
 
-def load_cifar10_pair(
-    protocol: Protocol, root: str | Path | None = None, allow_synthetic: bool | None = None
+#: Validation images per class of CIFAR-100-LT (the protocols' 100 would leave a head class of 400 of
+#: the 500 images; 50 keep it at 450, ten times the 5,000 validation images of CIFAR-10-LT's 1,000).
+CIFAR100_VAL_PER_CLASS = 50
+#: The two CIFAR datasets of the registry: loader, classes, images per class (train, test).
+CIFAR_SETS = {
+    "cifar10": ("CIFAR-10", load_cifar10, 10, 5000, 1000),
+    "cifar100": ("CIFAR-100", load_cifar100, 100, 500, 100),
+}
+
+
+def load_cifar_pair(
+    protocol: Protocol,
+    dataset: str = "cifar10",
+    root: str | Path | None = None,
+    allow_synthetic: bool | None = None,
 ) -> tuple[ImageSet, ImageSet]:
-    """CIFAR-10 (train, test) through :func:`helpers.datasets.load_cifar10`, or the synthetic stand-in.
+    """CIFAR-10 or CIFAR-100 (``dataset``) (train, test) through :mod:`helpers.datasets`, or the synthetic stand-in.
 
     The real data is always tried first. When it is unavailable and synthetic data is allowed
     (``allow_synthetic``, default ``LOSSBOOK_ALLOW_SYNTHETIC``), the stand-in is generated with only as
     many images per class as ``protocol`` uses (generating all 60,000 takes seconds that quick mode does
-    not have), with the same loud warning and banner as :func:`~helpers.datasets.load_cifar10`.
+    not have), with the same loud warning and banner as the loaders. Damaged files are never replaced
+    by the stand-in: :class:`~helpers.datasets.DataCorruptError` propagates.
 
     Raises:
         DataUnavailableError: when the real data is missing and synthetic data is not allowed.
     """
+    if dataset not in CIFAR_SETS:
+        raise ValueError(f"dataset must be one of {tuple(CIFAR_SETS)}, got {dataset!r}")
+    label, loader, num_classes, train_max, test_max = CIFAR_SETS[dataset]
     try:
         return (
-            load_cifar10(train=True, root=root, allow_synthetic=False),
-            load_cifar10(train=False, root=root, allow_synthetic=False),
+            loader(train=True, root=root, allow_synthetic=False),
+            loader(train=False, root=root, allow_synthetic=False),
         )
+    except DataCorruptError:
+        raise
     except DataUnavailableError:
         if not (synthetic_allowed() if allow_synthetic is None else allow_synthetic):
             raise
-    train_per_class = (protocol.n_max or 4900) + protocol.val_per_class
-    warnings.warn(f"CIFAR-10 is unavailable: using the SYNTHETIC stand-in ({SYNTHETIC_ENV}=1).", stacklevel=2)
-    train = synthetic_cifar10(train=True, per_class=min(5000, train_per_class))
-    test = synthetic_cifar10(train=False, per_class=protocol.test_per_class or 1000)
+    val = protocol.val_per_class if dataset == "cifar10" else min(protocol.val_per_class, CIFAR100_VAL_PER_CLASS)
+    train_per_class = (protocol.n_max or train_max - val) + val
+    warnings.warn(f"{label} is unavailable: using the SYNTHETIC stand-in ({SYNTHETIC_ENV}=1).", stacklevel=2)
+    train = synthetic_cifar(num_classes, train=True, per_class=min(train_max, train_per_class))
+    test = synthetic_cifar(num_classes, train=False, per_class=min(test_max, protocol.test_per_class or test_max))
     train.announce()
     return train, test
 
 
-def cifar10_spec(
+def load_cifar10_pair(
+    protocol: Protocol, root: str | Path | None = None, allow_synthetic: bool | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10 (train, test), or the synthetic stand-in: :func:`load_cifar_pair` with ``dataset="cifar10"``."""
+    return load_cifar_pair(protocol, "cifar10", root=root, allow_synthetic=allow_synthetic)
+
+
+def cifar_spec(
+    dataset: str = "cifar10",
     imbalance_ratio: float = 100,
     profile: str = "exp",
     seed: int = 0,
@@ -525,34 +568,39 @@ def cifar10_spec(
     root: str | Path | None = None,
     allow_synthetic: bool | None = None,
 ) -> DatasetSpec:
-    """CIFAR-10-LT as a :class:`helpers.experiments.DatasetSpec` for ``run_experiment`` and the CLI.
+    """CIFAR-10-LT or CIFAR-100-LT as a :class:`helpers.longtail_types.DatasetSpec` for ``run_experiment`` and the CLI.
 
-    The training set is real CIFAR-10 (through :func:`helpers.datasets.load_cifar10`, i.e.
-    :class:`torchvision.datasets.CIFAR10`) subsampled to the long-tailed profile of Cao et al.; the
-    validation set is balanced and drawn from the left-out training images; the test set is the
-    balanced 10,000-image test set (a balanced subset under the ``quick`` protocol). When the real
-    data is missing and ``LOSSBOOK_ALLOW_SYNTHETIC=1``, the loudly-labelled synthetic stand-in is
-    used instead and the description says so.
+    The training set is the real data (through :mod:`helpers.datasets`, i.e. torchvision's
+    ``CIFAR10`` / ``CIFAR100``) subsampled to the long-tailed profile of Cao et al.; the validation set
+    is balanced and drawn from the left-out training images; the test set is the balanced test set (a
+    balanced subset under the ``quick`` protocol). When the real data is missing and
+    ``LOSSBOOK_ALLOW_SYNTHETIC=1``, the loudly-labelled synthetic stand-in is used instead and the
+    description says so.
 
     Args:
+        dataset: ``"cifar10"`` or ``"cifar100"``.
         imbalance_ratio, profile: as in :func:`helpers.imbalance.long_tailed_counts`.
-        seed: data seed of the subsampling (the training seed is set per run by the runner).
+        seed: data seed of the subsampling and the validation draw (the training seed is set per run).
         epochs: override the protocol's epochs (schedule and DRW start scale with it).
         protocol: a name in :data:`PROTOCOLS` (default: :func:`default_protocol` for ``device``).
         device: compute device (default :func:`helpers.runtime.pick_device`); sets AMP and channels_last.
         n_max: head-class size, overriding the protocol's (the CLI's ``--n-max``).
-        val_per_class: validation images per class, overriding the protocol's.
-        root, allow_synthetic: passed to :func:`helpers.datasets.load_cifar10`.
+        val_per_class: validation images per class, overriding the protocol's (CIFAR-100 default:
+            :data:`CIFAR100_VAL_PER_CLASS`, or the protocol's if smaller).
+        root, allow_synthetic: passed to the loader.
     """
-    from helpers.experiments import DatasetSpec  # experiments imports this module lazily
-
+    if dataset not in CIFAR_SETS:
+        raise ValueError(f"dataset must be one of {tuple(CIFAR_SETS)}, got {dataset!r}")
+    label = CIFAR_SETS[dataset][0]
     device = torch.device(device) if device is not None else pick_device()
     proto = get_protocol(protocol or default_protocol(device)).with_epochs(epochs)
     if n_max is not None:
         proto = replace(proto, n_max=n_max)
+    if val_per_class is None and dataset == "cifar100":
+        val_per_class = min(proto.val_per_class, CIFAR100_VAL_PER_CLASS)
     if val_per_class is not None:
         proto = replace(proto, val_per_class=val_per_class)
-    train_full, test = load_cifar10_pair(proto, root=root, allow_synthetic=allow_synthetic)
+    train_full, test = load_cifar_pair(proto, dataset, root=root, allow_synthetic=allow_synthetic)
     split = make_imbalanced(
         train_full, imbalance_ratio, profile=profile, n_max=proto.n_max, val_per_class=proto.val_per_class, seed=seed
     )
@@ -564,9 +612,10 @@ def cifar10_spec(
     def model_factory(normalized_head: bool = False) -> nn.Module:
         return proto.build_model(num_classes, normalized_head=normalized_head)
 
-    data = "SYNTHETIC STAND-IN (not CIFAR-10)" if train_full.synthetic else "CIFAR-10"
+    data = f"SYNTHETIC STAND-IN (not {label})" if train_full.synthetic else label
+    counts = split.counts if num_classes <= 10 else f"{max(split.counts)} .. {min(split.counts)}"
     description = (
-        f"{data}-LT {profile} {imbalance_ratio:g} (counts {split.counts}), protocol {proto.name!r}: "
+        f"{data}-LT {profile} {imbalance_ratio:g} (counts {counts}), data seed {seed}, protocol {proto.name!r}: "
         f"{proto.description}; {proto.epochs} epochs, DRW from epoch {proto.drw_start_epoch}; "
         f"{len(split.val)} validation and {len(test)} test images"
     )
@@ -582,6 +631,45 @@ def cifar10_spec(
         drw_start_epoch=proto.drw_start_epoch,
         description=description,
     )
+
+
+def cifar10_spec(
+    imbalance_ratio: float = 100,
+    profile: str = "exp",
+    seed: int = 0,
+    epochs: int | None = None,
+    protocol: str | None = None,
+    device: torch.device | str | None = None,
+    n_max: int | None = None,
+    val_per_class: int | None = None,
+    root: str | Path | None = None,
+    allow_synthetic: bool | None = None,
+) -> DatasetSpec:
+    """CIFAR-10-LT: :func:`cifar_spec` with ``dataset="cifar10"`` (same arguments)."""
+    return cifar_spec("cifar10", imbalance_ratio, profile, seed, epochs, protocol, device, n_max, val_per_class,
+                      root, allow_synthetic)  # fmt: skip
+
+
+def cifar100_spec(
+    imbalance_ratio: float = 100,
+    profile: str = "exp",
+    seed: int = 0,
+    epochs: int | None = None,
+    protocol: str | None = None,
+    device: torch.device | str | None = None,
+    n_max: int | None = None,
+    val_per_class: int | None = None,
+    root: str | Path | None = None,
+    allow_synthetic: bool | None = None,
+) -> DatasetSpec:
+    """CIFAR-100-LT: :func:`cifar_spec` with ``dataset="cifar100"`` (same arguments).
+
+    With the default 50 validation images per class the head class keeps 450 of its 500 training
+    images (Cao et al. use 500), so at ratio 100 the tail has 4 (theirs: 5). Groups for reporting use
+    the standard thresholds (:func:`helpers.metrics.class_groups`).
+    """
+    return cifar_spec("cifar100", imbalance_ratio, profile, seed, epochs, protocol, device, n_max, val_per_class,
+                      root, allow_synthetic)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,31 +749,6 @@ def local_md5_lists(root: str | Path) -> dict[str, object]:
     }
 
 
-def read_results_json(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The runs table and the metadata of a JSON file written by ``python -m helpers.experiments --out``.
-
-    Returns ``(table, meta)``: a ``pandas.DataFrame`` with one row per run (as :func:`run_experiment`
-    returns) and a dict with the file's ``config`` (dataset, protocol, methods, seeds...),
-    ``provenance`` (date, torch version, device, git commit) and ``train_counts``, so that a notebook
-    can show results produced elsewhere (e.g. on a GPU) labelled with where they came from.
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file lacks the ``runs``, ``config`` or ``provenance`` sections.
-    """
-    import json
-
-    import pandas as pd
-
-    payload = json.loads(Path(path).read_text())
-    missing = [k for k in ("runs", "config", "provenance") if k not in payload]
-    if missing:
-        raise ValueError(f"{path} is not a results file of helpers.experiments (missing {missing})")
-    meta = {k: payload[k] for k in ("config", "provenance")}
-    meta["train_counts"] = payload.get("train_counts")
-    return pd.DataFrame(payload["runs"]), meta
-
-
 # --------------------------------------------------------------------------------------------
 # Published numbers (typed in, with their sources)
 # --------------------------------------------------------------------------------------------
@@ -716,9 +779,9 @@ _add(
         "ERM (ce)": (29.64, 13.61, 36.70, 17.50),
         "Focal (focal_g1)": (29.62, 13.34, 36.09, 16.36),
         "LDAM (ldam)": (26.65, 13.04, 33.42, 15.00),
-        "CB RS (resample)": (29.45, 13.21, 38.14, 15.41),
+        "CB RS (cb_resample)": (29.45, 13.21, 38.14, 15.41),
         "CB RW (ce_cb)": (27.63, 13.46, 38.06, 16.20),
-        "CB Focal (cb_focal)": (25.43, 12.90, 39.73, 16.54),
+        "CB Focal (cb_focal_sigmoid)": (25.43, 12.90, 39.73, 16.54),
         "M-DRW": (24.94, 13.57, 27.67, 13.17),
         "LDAM-DRW (ldam_drw)": (22.97, 11.84, 23.08, 12.19),
     },
@@ -739,9 +802,9 @@ PUBLISHED_METHOD_KEYS: dict[str, str | None] = {
     "ERM (ce)": "ce",
     "Focal (focal_g1)": "focal_g1",
     "LDAM (ldam)": "ldam",
-    "CB RS (resample)": "resample",
+    "CB RS (cb_resample)": "cb_resample",
     "CB RW (ce_cb)": "ce_cb",
-    "CB Focal (cb_focal)": "cb_focal",
+    "CB Focal (cb_focal_sigmoid)": "cb_focal_sigmoid",
     "M-DRW": None,
     "LDAM-DRW (ldam_drw)": "ldam_drw",
     "Post-hoc logit adjustment, tau=1 (posthoc_la)": "posthoc_la",
@@ -783,13 +846,18 @@ __all__ = [
     "Protocol",
     "RandomCropFlip",
     "ResNet32",
+    "CIFAR100_VAL_PER_CLASS",
+    "CIFAR_SETS",
     "balanced_test_subset",
     "build_model",
+    "cifar100_spec",
     "cifar10_spec",
+    "cifar_spec",
     "count_parameters",
     "default_protocol",
     "get_protocol",
     "load_cifar10_pair",
+    "load_cifar_pair",
     "local_md5_lists",
     "published_table",
     "random_crop_flip",

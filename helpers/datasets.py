@@ -1,4 +1,4 @@
-"""Where the data lives, and MNIST / CIFAR-10 as in-memory tensors.
+"""Where the data lives, and MNIST / CIFAR-10 / CIFAR-100 as in-memory tensors.
 
 The data root is, in order of precedence:
 
@@ -13,9 +13,15 @@ machine is online) and returned as :class:`ImageSet`: one ``uint8`` tensor of sh
 ``(N, C, H, W)`` and one ``int64`` label tensor. Holding the whole set as a tensor lets the
 trainers batch by indexing, with no per-sample Python and no PIL.
 
-CIFAR-10 has a synthetic stand-in (:func:`synthetic_cifar10`) that is used only when
+CIFAR-10 and CIFAR-100 have a synthetic stand-in (:func:`synthetic_cifar`) that is used only when
 ``LOSSBOOK_ALLOW_SYNTHETIC=1`` and the real data is unavailable; it is flagged on the returned
-set and announced loudly, because its numbers say nothing about CIFAR-10.
+set and announced loudly, because its numbers say nothing about CIFAR.
+
+Errors tell the truth: data that is absent and cannot be downloaded raises
+:class:`DataUnavailableError` (saying where to put it); a file that is on disk but damaged
+(truncated, or not the release's bytes) raises :class:`DataCorruptError`, naming the file and saying
+to delete it so that it is downloaded again. A damaged real file is never silently replaced by the
+synthetic stand-in.
 """
 
 from __future__ import annotations
@@ -49,21 +55,38 @@ CIFAR10_CLASSES = (
     "truck",
 )
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
-SYNTHETIC_BANNER = "\n".join(
-    [
-        "!" * 78,
-        "!!  SYNTHETIC STAND-IN, NOT CIFAR-10.  Real CIFAR-10 was not available, and",
-        f"!!  {SYNTHETIC_ENV}=1 allowed a generated substitute (32x32 RGB, 10 classes).",
-        "!!  Every number computed from it shows only that the code runs; none of them",
-        "!!  is a CIFAR-10 result. Set LOSSBOOK_DATA to a folder with cifar-10-batches-py/.",
-        "!" * 78,
-    ]
-)
+#: The torchvision folder of each CIFAR release, by the label used in messages.
+CIFAR_FOLDERS = {"CIFAR-10": "cifar-10-batches-py", "CIFAR-100": "cifar-100-python"}
+
+
+def synthetic_banner(dataset: str = "CIFAR-10") -> str:
+    """The loud banner printed wherever the synthetic stand-in for ``dataset`` is used."""
+    classes = 100 if dataset == "CIFAR-100" else 10
+    folder = CIFAR_FOLDERS.get(dataset, "the dataset's folder")
+    return "\n".join(
+        [
+            "!" * 78,
+            f"!!  SYNTHETIC STAND-IN, NOT {dataset}.  Real {dataset} was not available, and",
+            f"!!  {SYNTHETIC_ENV}=1 allowed a generated substitute (32x32 RGB, {classes} classes).",
+            "!!  Every number computed from it shows only that the code runs; none of them",
+            f"!!  is a {dataset} result. Set LOSSBOOK_DATA to a folder with {folder}/.",
+            "!" * 78,
+        ]
+    )
+
+
+SYNTHETIC_BANNER = synthetic_banner("CIFAR-10")
 
 
 class DataUnavailableError(RuntimeError):
     """A dataset is neither on disk nor downloadable. The message says what to do."""
+
+
+class DataCorruptError(DataUnavailableError):
+    """A dataset file is on disk but damaged (truncated, or not the release's bytes). The message names it."""
 
 
 def find_repo_root(start: Path | None = None) -> Path | None:
@@ -147,7 +170,9 @@ class ImageSet:
 
     def banner(self) -> str:
         """The loud synthetic-data banner for a stand-in set, else an empty string."""
-        return SYNTHETIC_BANNER if self.synthetic else ""
+        if not self.synthetic:
+            return ""
+        return synthetic_banner("CIFAR-100" if "CIFAR100" in self.name else "CIFAR-10")
 
     def announce(self) -> None:
         """Print :meth:`banner` (if any). Call it in every cell that uses a possibly synthetic set."""
@@ -164,25 +189,103 @@ def _unavailable(dataset: str, root: Path, expected: str, reason: BaseException)
     )
 
 
+def _corrupt(dataset: str, damaged: list[tuple[Path, str]], remedy: str) -> DataCorruptError:
+    files = "; ".join(f"{path} ({why})" for path, why in damaged)
+    first = damaged[0][0]
+    return DataCorruptError(
+        f"{dataset} is in {first.parent} but damaged: {files}. Delete the damaged file(s) "
+        f"(e.g. rm {first}) and run again to download them, or copy intact ones there; {remedy}"
+    )
+
+
+def _idx_damage(path: Path) -> str | None:
+    """Why the IDX file at ``path`` (MNIST's format) is damaged, or None if its size matches its header."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00" or not 1 <= header[3] <= 4:
+            return f"not an IDX file: bad header, {size} bytes"
+        dims = f.read(4 * header[3])
+    if len(dims) < 4 * header[3]:
+        return f"truncated inside its header ({size} bytes)"
+    shape = [int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(header[3])]
+    itemsize = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}.get(header[2], 1)
+    expected = 4 + 4 * len(shape) + itemsize * math.prod(shape)
+    if size != expected:
+        return f"{size:,} bytes where its header promises {expected:,}: truncated" if size < expected else (
+            f"{size:,} bytes where its header promises {expected:,}"
+        )
+    return None
+
+
+def mnist_damaged_files(root: str | Path, train: bool = True) -> list[tuple[Path, str]]:
+    """The MNIST files of one split under ``root/MNIST/raw/`` that are present but damaged, with the reason.
+
+    A missing split (no file at all) is not damage and gives ``[]``; a split with some files missing and
+    others present lists the missing ones too. Each file's size is checked against its IDX header.
+    """
+    prefix = "train" if train else "t10k"
+    folder = Path(root) / "MNIST" / "raw"
+    paths = [folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"]
+    if not any(p.is_file() for p in paths):
+        return []
+    return [(p, why) for p in paths if (why := _idx_damage(p)) is not None]
+
+
+def cifar_damaged_files(root: str | Path, dataset_class: type) -> list[tuple[Path, str]]:
+    """Files of a torchvision CIFAR release under ``root`` that are present but fail the md5 check, or are missing.
+
+    ``dataset_class`` is :class:`torchvision.datasets.CIFAR10` or ``CIFAR100``; its ``train_list``,
+    ``test_list`` and ``meta`` give the expected files and md5 sums. An absent folder gives ``[]``.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    folder = Path(root) / dataset_class.base_folder
+    if not folder.is_dir():
+        return []
+    expected = [*dataset_class.train_list, *dataset_class.test_list,
+                [dataset_class.meta["filename"], dataset_class.meta["md5"]]]  # fmt: skip
+    damaged = []
+    for name, md5 in expected:
+        path = folder / name
+        if not path.is_file():
+            damaged.append((path, "missing"))
+        elif not check_integrity(str(path), md5):
+            damaged.append((path, f"md5 differs from the release's, {path.stat().st_size:,} bytes"))
+    present = sum(1 for path, why in damaged if why != "missing")
+    return damaged if present or len(damaged) < len(expected) else []
+
+
 def load_mnist(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
     """Real MNIST through :class:`torchvision.datasets.MNIST`, as an :class:`ImageSet`.
 
     Returns images of shape ``(N, 1, 28, 28)`` (60,000 train or 10,000 test).
 
     Raises:
+        DataCorruptError: if a file of the split is on disk but damaged (e.g. truncated); the message
+            names the file and says to delete it so that it is downloaded again.
         DataUnavailableError: if the files are missing and cannot be downloaded.
     """
     from torchvision.datasets import MNIST
 
     root = Path(root) if root is not None else data_root()
+    remedy = f"or set {DATA_ENV} to a folder with intact MNIST/raw/ files."
     try:
         ds = MNIST(str(root), train=train, download=False)
-    except RuntimeError as missing:
+    except Exception as missing:  # torchvision raises RuntimeError when missing, other errors when damaged
+        damaged = mnist_damaged_files(root, train)
+        if damaged:
+            raise _corrupt("MNIST", damaged, remedy) from None
         if not download:
             raise _unavailable("MNIST", root, "MNIST/raw/", missing) from None
         try:
             ds = MNIST(str(root), train=train, download=True)
         except Exception as err:  # network errors come in many types; all mean "not available"
+            damaged = mnist_damaged_files(root, train)
+            if damaged:
+                raise _corrupt("MNIST", damaged, remedy) from None
             raise _unavailable("MNIST", root, "MNIST/raw/", err) from None
     return ImageSet(
         images=ds.data.unsqueeze(1).contiguous(),
@@ -191,6 +294,55 @@ def load_mnist(train: bool = True, root: str | Path | None = None, download: boo
         name=f"MNIST-{'train' if train else 'test'}",
         mean=MNIST_MEAN,
         std=MNIST_STD,
+    )
+
+
+def _load_cifar(
+    label: str, train: bool, root: str | Path | None, download: bool, allow_synthetic: bool | None
+) -> ImageSet:
+    """CIFAR-10 or CIFAR-100 (``label``) through torchvision, with the errors and fallback of :func:`load_cifar10`."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    ten = label == "CIFAR-10"
+    cls, mean, std, num_classes = (
+        (CIFAR10, CIFAR10_MEAN, CIFAR10_STD, 10) if ten else (CIFAR100, CIFAR100_MEAN, CIFAR100_STD, 100)
+    )
+    root = Path(root) if root is not None else data_root()
+    allow = synthetic_allowed() if allow_synthetic is None else allow_synthetic
+    folder = f"{cls.base_folder}/"
+    remedy = (f"deleting the whole {folder} folder (and {cls.filename}, if it is there) makes torchvision download "
+              f"and extract the release again.")  # fmt: skip
+    try:
+        ds = cls(str(root), train=train, download=False)
+    except RuntimeError as missing:
+        damaged = cifar_damaged_files(root, cls)
+        if damaged:
+            raise _corrupt(label, damaged, remedy) from None
+        error: BaseException = missing
+        ds = None
+        if download:
+            try:
+                ds = cls(str(root), train=train, download=True)
+            except Exception as err:  # network errors come in many types; all mean "not available"
+                error = err
+        if ds is None:
+            unavailable = _unavailable(label, root, folder, error)
+            if not allow:
+                raise DataUnavailableError(
+                    f"{unavailable} ({SYNTHETIC_ENV}=1 would allow a synthetic stand-in instead.)"
+                ) from None
+            warnings.warn(f"{unavailable} Using the SYNTHETIC stand-in ({SYNTHETIC_ENV}=1).", stacklevel=3)
+            fake = synthetic_cifar(num_classes, train=train)
+            fake.announce()
+            return fake
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(
+        images=images,
+        labels=torch.as_tensor(ds.targets, dtype=torch.int64),
+        classes=tuple(ds.classes),
+        name=f"{label.replace('-', '')}-{'train' if train else 'test'}",
+        mean=mean,
+        std=std,
     )
 
 
@@ -208,80 +360,79 @@ def load_cifar10(
     the banner and raises a :class:`UserWarning` so nobody mistakes it for CIFAR-10.
 
     Raises:
+        DataCorruptError: if files of ``cifar-10-batches-py/`` are on disk but damaged or missing
+            (never replaced by the synthetic stand-in); the message names them and how to recover.
         DataUnavailableError: if the data is unavailable and synthetic data is not allowed.
     """
-    from torchvision.datasets import CIFAR10
+    return _load_cifar("CIFAR-10", train, root, download, allow_synthetic)
 
-    root = Path(root) if root is not None else data_root()
-    allow = synthetic_allowed() if allow_synthetic is None else allow_synthetic
-    try:
-        ds = CIFAR10(str(root), train=train, download=False)
-    except RuntimeError as missing:
-        error: BaseException = missing
-        ds = None
-        if download:
-            try:
-                ds = CIFAR10(str(root), train=train, download=True)
-            except Exception as err:  # network errors come in many types; all mean "not available"
-                error = err
-        if ds is None:
-            unavailable = _unavailable("CIFAR-10", root, "cifar-10-batches-py/", error)
-            if not allow:
-                raise DataUnavailableError(
-                    f"{unavailable} ({SYNTHETIC_ENV}=1 would allow a synthetic stand-in instead.)"
-                ) from None
-            warnings.warn(f"{unavailable} Using the SYNTHETIC stand-in ({SYNTHETIC_ENV}=1).", stacklevel=2)
-            fake = synthetic_cifar10(train=train)
-            fake.announce()
-            return fake
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(
-        images=images,
-        labels=torch.as_tensor(ds.targets, dtype=torch.int64),
-        classes=tuple(ds.classes),
-        name=f"CIFAR10-{'train' if train else 'test'}",
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-    )
+
+def load_cifar100(
+    train: bool = True,
+    root: str | Path | None = None,
+    download: bool = True,
+    allow_synthetic: bool | None = None,
+) -> ImageSet:
+    """Real CIFAR-100 (100 fine labels) through :class:`torchvision.datasets.CIFAR100`, as an :class:`ImageSet`.
+
+    Returns images of shape ``(N, 3, 32, 32)`` (50,000 train or 10,000 test, 500 / 100 per class).
+    Falls back to :func:`synthetic_cifar` with 100 classes, loudly, exactly as :func:`load_cifar10`.
+
+    Raises:
+        DataCorruptError: if files of ``cifar-100-python/`` are on disk but damaged or missing.
+        DataUnavailableError: if the data is unavailable and synthetic data is not allowed.
+    """
+    return _load_cifar("CIFAR-100", train, root, download, allow_synthetic)
 
 
 def synthetic_cifar10(train: bool = True, per_class: int | None = None, seed: int = 0) -> ImageSet:
-    """A generated 32x32 RGB, 10-class stand-in for CIFAR-10 (NOT CIFAR-10).
+    """A generated 32x32 RGB, 10-class stand-in for CIFAR-10 (NOT CIFAR-10): :func:`synthetic_cifar` with 10 classes."""
+    return synthetic_cifar(10, train=train, per_class=per_class, seed=seed)
 
-    Class ``k`` is a sinusoidal grating at angle ``k * 18`` degrees with a class-specific
-    frequency and colour, plus a random phase, a random colour jitter and pixel noise, so a small
-    CNN can learn it but not perfectly. Deterministic for a given ``seed`` and split.
+
+def synthetic_cifar(num_classes: int = 10, train: bool = True, per_class: int | None = None, seed: int = 0) -> ImageSet:
+    """A generated 32x32 RGB stand-in for CIFAR-10 (``num_classes=10``) or CIFAR-100 (``100``); NOT real data.
+
+    Class ``k`` is a sinusoidal grating at angle ``(k mod 10) * 18`` degrees with a frequency set by
+    ``k mod 3`` and a class-specific colour, plus a random phase, a random colour jitter and pixel
+    noise, so a small CNN can learn it but not perfectly. Deterministic for a given ``seed`` and split;
+    the 10-class set is the first 10 classes' recipe of the 100-class one.
 
     Args:
-        train: 5,000 images per class for train, 1,000 for test (CIFAR-10's sizes) unless
-            ``per_class`` says otherwise.
+        num_classes: 10 or 100.
+        train: 5,000 (10 classes) or 500 (100 classes) images per class for train, 1,000 or 100 for
+            test (the real sets' sizes) unless ``per_class`` says otherwise.
         per_class: images per class.
         seed: generator seed; train and test use different streams.
     """
-    n = per_class if per_class is not None else (5000 if train else 1000)
+    if num_classes not in (10, 100):
+        raise ValueError(f"num_classes must be 10 (CIFAR-10) or 100 (CIFAR-100), got {num_classes!r}")
+    default = (5000 if train else 1000) if num_classes == 10 else (500 if train else 100)
+    n = per_class if per_class is not None else default
     if n <= 0:
         raise ValueError(f"per_class must be positive, got {n}")
     g = torch.Generator().manual_seed(2 * seed + (0 if train else 1))
-    labels = torch.arange(10).repeat_interleave(n)
+    labels = torch.arange(num_classes).repeat_interleave(n)
     labels = labels[torch.randperm(labels.numel(), generator=g)]
     k = labels.to(torch.float32).view(-1, 1, 1)
-    angle = k * (math.pi / 10)
+    angle = (k % 10) * (math.pi / 10)
     freq = (2.0 + (k % 3) * 1.5) * (2 * math.pi / 32)
     coords = torch.arange(32, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     phase = torch.rand(labels.numel(), 1, 1, generator=g) * 2 * math.pi
     wave = torch.sin(freq * (xx * torch.cos(angle) + yy * torch.sin(angle)) + phase)  # (N, 32, 32)
-    palette = torch.rand(10, 3, generator=torch.Generator().manual_seed(1234)) * 0.6 + 0.2
+    palette = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(1234)) * 0.6 + 0.2
     colour = palette[labels] + 0.15 * torch.randn(labels.numel(), 3, generator=g)  # (N, 3)
     img = colour.view(-1, 3, 1, 1) * (0.5 + 0.35 * wave.unsqueeze(1))
     img = img + 0.12 * torch.randn(img.shape, generator=g)
     images = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    ten = num_classes == 10
     return ImageSet(
         images=images,
         labels=labels,
-        classes=CIFAR10_CLASSES,
-        name=f"SYNTHETIC-CIFAR10-{'train' if train else 'test'}",
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
+        classes=CIFAR10_CLASSES if ten else tuple(f"class{c:02d}" for c in range(num_classes)),
+        name=f"SYNTHETIC-CIFAR{num_classes}-{'train' if train else 'test'}",
+        mean=CIFAR10_MEAN if ten else CIFAR100_MEAN,
+        std=CIFAR10_STD if ten else CIFAR100_STD,
         synthetic=True,
     )

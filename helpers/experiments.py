@@ -1,45 +1,63 @@
-"""Long-tailed experiments: the methods, the datasets, a runner that returns a tidy table, and a CLI.
+"""Long-tailed experiments: the methods, the datasets, a runner that returns a tidy table, paired comparisons, a CLI.
 
-One *run* trains one model with one method and one training seed on a long-tailed training set
+One *run* trains one model with one method on a long-tailed training set
 (:mod:`helpers.imbalance`), then scores it on the untouched, balanced test set with
 :func:`helpers.metrics.classification_report`. :func:`run_experiment` loops over methods x seeds and
-returns one row per run. The long-tailed subset and its balanced validation set are drawn once,
-with ``data_seed``; the training seeds change the initialisation, the batch order and the resampling.
+returns one row per run. A run's seed fixes both its *data seed* (which images the long-tailed draw
+keeps, and which left-out images form the balanced validation set) and its *training seed*
+(initialisation, batch order, resampling, augmentation): pair ``i`` uses data seed ``i`` and training
+seed ``i``, so the spread over seeds covers both sources of variance (``data_seed=k`` keeps the data
+fixed instead). Runs of different methods with the same ``(seed, data_seed)`` are *paired*:
+:func:`paired_table` compares every method with cross-entropy by paired differences with a Student-t
+interval over the pairs (:mod:`helpers.stats`), and names the set of methods that cannot be told apart
+from the best on the *validation* set.
 
 Every method's hyperparameters come from its paper (see :data:`METHODS`), never from the test set:
 logit adjustment ``tau = 1`` (Menon et al.), focal ``gamma`` in {1, 2} (Lin et al.), class-balanced
 ``beta = 0.9999`` (Cui et al.), LDAM maximum margin 0.5 with scale 30 and a cosine (normalised)
 last layer, deferred re-weighting from 80% of the epochs with class-balanced weights (Cao et al.).
+Post-hoc and decoupled methods (``posthoc_la``, ``crt``, ``tau_norm``; Menon et al., Kang et al.)
+re-use the trained cross-entropy model of the same pair: they cost no backbone training.
 
 Command line (``python -m helpers.experiments --help`` documents every flag)::
 
     python -m helpers.experiments --dataset mnist --imbalance 100 --profile exp \\
-        --methods ce,focal_g2,ldam_drw --seeds 0,1,2 --epochs 6 --out results.json
+        --methods ce,focal_g2,ldam_drw,crt,tau_norm --seeds 0,1,2 --out results.json
 
-writes the configuration, one metrics record per run, the per-epoch curves and provenance (date,
-torch version, device, git commit) as JSON.
+records each finished run in the JSON file as it completes (atomically, :mod:`helpers.results_store`),
+resumes from the finished runs when rerun with the same arguments, and refuses to overwrite a file
+of different arguments without ``--force``. The file holds the configuration, one metrics record
+per run, the per-epoch curves and provenance (date, torch version, device, git commit).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib
-import json
 import math
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
+from helpers.cifar import PROTOCOLS, cifar10_spec, cifar100_spec
+from helpers.class_balanced import ClassBalancedSigmoidFocalLoss, effective_number_sampling, init_prior_bias
 from helpers.datasets import ImageSet, load_mnist
+from helpers.decoupling import (
+    choose_tau,
+    classifier_retraining,
+    last_linear,
+    penultimate_features,
+    tau_normalized_logits,
+)
 from helpers.imbalance import PROFILES, make_imbalanced, make_imbalanced_tensors
+from helpers.longtail_types import DRW_FRACTION, DatasetSpec, RunRecord, drw_start
 from helpers.losses import (
     BalancedSoftmaxLoss,
     DeferredReweighting,
@@ -50,27 +68,37 @@ from helpers.losses import (
     inverse_frequency_weights,
     posthoc_logit_adjustment,
 )
-from helpers.metrics import classification_report
+from helpers.metrics import classification_report, describe_groups
 from helpers.models import MnistNet, use_normed_head
+from helpers.results_store import ResultsConflictError, ResultsStore
 from helpers.runtime import pick_device, progress, quick_mode
+from helpers.stats import QUICK_VERDICT, indistinguishable_from_best, paired_difference, verdict
 from helpers.train import TrainConfig, predict_logits, train
+
+__all__ = [
+    "CB_BETA", "DATASETS", "DRW_FRACTION", "DatasetSpec", "ExperimentConfigError", "LA_TAU", "LDAM_MAX_MARGIN",
+    "LDAM_SCALE", "METHODS", "METRICS", "MNIST_RECIPES", "Method", "PosthocInput", "RunRecord", "check_methods",
+    "drw_start", "main", "mnist_config", "mnist_spec", "paired_stats", "paired_table", "run_experiment",
+    "summarize", "val_best_set",
+]  # fmt: skip
 
 #: Paper values shared by several methods.
 CB_BETA = 0.9999
 LA_TAU = 1.0
 LDAM_MAX_MARGIN = 0.5
 LDAM_SCALE = 30.0
-DRW_FRACTION = 0.8
+CB_FOCAL_GAMMA = 1.0
 
-#: Metrics reported for every run (keys of :func:`helpers.metrics.classification_report`).
+#: Metrics reported for every run (keys of :func:`helpers.metrics.classification_report`); the rows
+#: also hold ``head_recall`` / ``tail_recall``, older names of ``many_recall`` / ``few_recall``.
 METRICS = (
     "accuracy",
     "balanced_accuracy",
     "worst_class_recall",
     "macro_f1",
-    "head_recall",
+    "many_recall",
     "medium_recall",
-    "tail_recall",
+    "few_recall",
     "ece",
     "nll",
 )
@@ -78,7 +106,43 @@ METRICS = (
 LossBuild = tuple[nn.Module, "DeferredReweighting | None"]
 
 
+class ExperimentConfigError(ValueError):
+    """The experiment's arguments cannot build its data (e.g. an imbalance that empties a class)."""
+
+
 # --------------------------------------------------------------------------------------------- methods
+@dataclass
+class PosthocInput:
+    """What a post-hoc or decoupled method gets from its base run (same pair, same data).
+
+    Attributes:
+        model: the trained base model (eval it, do not train it).
+        base: the base run's :class:`RunRecord` (test logits, ``extra["val_logits"]``).
+        data: ``x_train, y_train, x_val, y_val, x_test, y_test`` tensors on the device.
+        transform: the batch transform of the data (None for float tensors).
+        counts: training examples per class.
+        seed: the pair's training seed.
+        channels_last: whether the model runs in ``channels_last``.
+    """
+
+    model: nn.Module
+    base: RunRecord
+    data: dict[str, torch.Tensor]
+    transform: Callable[[torch.Tensor], torch.Tensor] | None
+    counts: list[int]
+    seed: int
+    channels_last: bool = False
+
+    def features(self, split: str) -> torch.Tensor:
+        """Penultimate features of ``x_<split>`` (``train``, ``val`` or ``test``) under the base model."""
+        return penultimate_features(self.model, self.data[f"x_{split}"], self.transform,
+                                    channels_last=self.channels_last)  # fmt: skip
+
+
+#: ``PosthocInput -> (test_logits, val_logits, extra)``, logits ``(N, C)`` float32 on the CPU.
+Posthoc = Callable[[PosthocInput], tuple[torch.Tensor, torch.Tensor, dict]]
+
+
 @dataclass(frozen=True)
 class Method:
     """How one long-tail method trains: its loss, sampling, last layer, and post-hoc correction.
@@ -88,10 +152,15 @@ class Method:
         description: one line for tables and ``--help``.
         cite: bibliography key of its paper (``book/references.bib``), or "".
         make_loss: ``(class_counts (C,) float64, drw_start_epoch, device) -> (loss_fn, drw or None)``.
-        balanced_sampling: train with class-balanced resampling.
+        balanced_sampling: train with class-balanced resampling (every class equally likely per draw).
+        sampling: ``class_counts -> per-class weight of each example`` for resampling with
+            replacement (:attr:`helpers.train.TrainConfig.sampling_weights`), or None.
         normed_head: replace the model's last linear layer by a cosine classifier (LDAM's setting).
-        posthoc_of: name of the method whose trained model this one re-uses, adjusting its test
-            logits post hoc (no training of its own).
+        init_model: ``(model, class_counts)`` called on the fresh model before training (e.g. the
+            prior bias of Cui et al.'s sigmoid losses), or None.
+        posthoc_of: name of the method whose trained model this one re-uses (no backbone training
+            of its own); ``posthoc`` computes its logits.
+        posthoc: see :data:`Posthoc`.
         logit_scale: factor applied to the model's outputs before scoring, so that probabilities
             (calibration, NLL) are the ones the loss trained: LDAM's scale ``s`` for its cosine
             logits in [-1, 1]. Predictions (argmax) do not change.
@@ -102,8 +171,11 @@ class Method:
     cite: str
     make_loss: Callable[[torch.Tensor, int, torch.device], LossBuild]
     balanced_sampling: bool = False
+    sampling: Callable[[torch.Tensor], torch.Tensor] | None = None
     normed_head: bool = False
+    init_model: Callable[[nn.Module, torch.Tensor], object] | None = None
     posthoc_of: str | None = None
+    posthoc: Posthoc | None = None
     logit_scale: float = 1.0
 
 
@@ -113,6 +185,33 @@ def _ce(counts, start, device):
 
 def _drw(loss: nn.Module, counts: torch.Tensor, start: int, device: torch.device) -> LossBuild:
     return loss, DeferredReweighting(class_balanced_weights(counts, CB_BETA).to(device), start)
+
+
+def _posthoc_la(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    return (
+        posthoc_logit_adjustment(inp.base.test_logits, inp.counts, tau=LA_TAU),
+        posthoc_logit_adjustment(inp.base.extra["val_logits"], inp.counts, tau=LA_TAU),
+        {"tau": LA_TAU},
+    )
+
+
+def _crt(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    head = classifier_retraining(
+        inp.features("train"), inp.data["y_train"], len(inp.counts), seed=inp.seed
+    )
+    with torch.no_grad():
+        test, val = head(inp.features("test")), head(inp.features("val"))
+    return test.float().cpu(), val.float().cpu(), {}
+
+
+def _tau_norm(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    weight = last_linear(inp.model).weight
+    scale = float(getattr(inp.model, "logit_scale", 1.0))
+    val_features, test_features = inp.features("val"), inp.features("test")
+    tau, scores = choose_tau(val_features, inp.data["y_val"], weight)
+    test = scale * tau_normalized_logits(test_features, weight, tau)
+    val = scale * tau_normalized_logits(val_features, weight, tau)
+    return test.float().cpu(), val.float().cpu(), {"tau": tau, "tau_val_balanced_accuracy": scores}
 
 
 def _method_list() -> list[Method]:
@@ -127,18 +226,36 @@ def _method_list() -> list[Method]:
         ),
         Method(
             "ce_cb",
-            f"cross-entropy, class-balanced weights (beta={CB_BETA})",
+            f"cross-entropy, class-balanced weights (beta={CB_BETA}): Cui et al.'s softmax CB re-weighting (CB RW)",
             "cui2019classbalanced",
             lambda c, s, d: (nn.CrossEntropyLoss(weight=cb(c)), None),
         ),
-        Method("resample", "cross-entropy, class-balanced resampling", "", _ce, balanced_sampling=True),
+        Method(
+            "resample", "cross-entropy, class-balanced resampling (every class 1/C per draw)", "", _ce,
+            balanced_sampling=True,
+        ),
+        Method(
+            "cb_resample",
+            f"cross-entropy, effective-number resampling (beta={CB_BETA}): Cao et al.'s CB RS",
+            "cao2019ldam",
+            _ce,
+            sampling=lambda c: effective_number_sampling(c, CB_BETA),
+        ),
         Method("focal_g1", "focal loss, gamma=1", "lin2017focal", lambda c, s, d: (FocalLoss(gamma=1.0), None)),
         Method("focal_g2", "focal loss, gamma=2", "lin2017focal", lambda c, s, d: (FocalLoss(gamma=2.0), None)),
         Method(
             "cb_focal",
-            f"class-balanced focal loss, gamma=1, beta={CB_BETA}",
+            f"softmax focal loss, gamma=1, alpha = class-balanced weights (beta={CB_BETA}); NOT Cui et al.'s CB Focal",
             "cui2019classbalanced",
             lambda c, s, d: (FocalLoss(gamma=1.0, alpha=cb(c)), None),
+        ),
+        Method(
+            "cb_focal_sigmoid",
+            f"Cui et al.'s CB Focal: sigmoid focal loss, gamma={CB_FOCAL_GAMMA:g}, class-balanced weights "
+            f"(beta={CB_BETA}), sum over classes / number of positives, last bias -log(C-1)",
+            "cui2019classbalanced",
+            lambda c, s, d: (ClassBalancedSigmoidFocalLoss(c, beta=CB_BETA, gamma=CB_FOCAL_GAMMA), None),
+            init_model=lambda model, counts: init_prior_bias(model),
         ),
         Method(
             "ldam",
@@ -180,6 +297,23 @@ def _method_list() -> list[Method]:
             "menon2021logitadjustment",
             _ce,
             posthoc_of="ce",
+            posthoc=_posthoc_la,
+        ),
+        Method(
+            "crt",
+            "cross-entropy model, classifier re-trained on frozen features with class-balanced sampling (cRT)",
+            "kang2020decoupling",
+            _ce,
+            posthoc_of="ce",
+            posthoc=_crt,
+        ),
+        Method(
+            "tau_norm",
+            "cross-entropy model, classifier weights divided by norm^tau, tau chosen on validation (tau-norm)",
+            "kang2020decoupling",
+            _ce,
+            posthoc_of="ce",
+            posthoc=_tau_norm,
         ),
     ]
 
@@ -207,36 +341,6 @@ def check_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- datasets
-@dataclass
-class DatasetSpec:
-    """Everything a dataset contributes to an experiment.
-
-    Attributes:
-        train: the long-tailed training set.
-        val: balanced validation set (training images left out by the subsampling).
-        test: the balanced test set.
-        counts: training examples per class.
-        model_factory: builds a fresh, untrained model.
-        config: the training recipe (seed is replaced per run).
-        transform: maps a uint8 batch to a normalised float batch on the device; None means
-            :func:`run_experiment` normalises the whole set once with :meth:`ImageSet.normalized`.
-        augment: batch augmentation ``(batch, generator) -> batch`` or None.
-        drw_start_epoch: first epoch (from 0) of deferred re-weighting.
-        description: one line describing the setting.
-    """
-
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
-    counts: list[int]
-    model_factory: Callable[[], nn.Module]
-    config: TrainConfig
-    transform: Callable[[torch.Tensor], torch.Tensor] | None
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
-    drw_start_epoch: int
-    description: str
-
-
 #: Head-class size of the MNIST long-tailed sets (quick mode: 300): large enough to learn, small
 #: enough for the chapter's time budget.
 MNIST_N_MAX = 2000
@@ -244,11 +348,11 @@ MNIST_N_MAX = 2000
 #: this divided by the training-set size, so a smaller long-tailed set is passed over more often and
 #: every setting gets about the same number of optimizer steps.
 MNIST_IMAGES_PER_RUN = 25_000
-
-
-def drw_start(epochs: int) -> int:
-    """Epoch (from 0) where DRW starts: 80% of training, as Cao et al. (epoch 160 of 200)."""
-    return min(epochs - 1, int(round(DRW_FRACTION * epochs)))
+#: The MNIST training recipes (:func:`mnist_config`): the book's AdamW recipe, and the papers' plain
+#: SGD with momentum, without and with a linear warm-up (for the instability study of chapter 4).
+MNIST_RECIPES = ("adamw", "sgd", "sgd_warmup")
+#: Base learning rate of the SGD recipes (Cao et al. and Cui et al. use 0.1 with batch 128 on CIFAR).
+MNIST_SGD_LR = 0.1
 
 
 def mnist_epochs(n_train: int, images: int = MNIST_IMAGES_PER_RUN) -> int:
@@ -258,23 +362,32 @@ def mnist_epochs(n_train: int, images: int = MNIST_IMAGES_PER_RUN) -> int:
     return max(2, round(images / n_train))
 
 
-def mnist_config(epochs: int, seed: int = 0) -> TrainConfig:
-    """The MNIST training recipe (fixed for plain cross-entropy on the balanced validation split).
+def mnist_config(
+    epochs: int, seed: int = 0, recipe: str = "adamw", lr: float | None = None, warmup_epochs: float | None = None
+) -> TrainConfig:
+    """An MNIST training recipe; ``"adamw"`` (default) was fixed for plain cross-entropy on the validation split.
 
-    AdamW, learning rate 3e-3 with a warm-up of half an epoch (of the whole run when it has one
-    epoch) and cosine decay, weight decay 1e-4, batches of 128 in ``channels_last``.
+    * ``"adamw"``: AdamW, learning rate 3e-3 with a warm-up of half an epoch (of the whole run when
+      it has one epoch) and cosine decay, weight decay 1e-4;
+    * ``"sgd"``: the papers' optimizer (Cao et al., Cui et al.): SGD with momentum 0.9, learning rate
+      :data:`MNIST_SGD_LR` from the first step (no warm-up), cosine decay, weight decay 2e-4;
+    * ``"sgd_warmup"``: the same with a linear warm-up over the first epoch (half the run if it has
+      fewer than 2 epochs); Cao et al. warm up for 5 of 200 epochs.
+
+    All use batches of 128 in ``channels_last``. ``lr`` and ``warmup_epochs`` override the recipe's.
     """
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=128,
-        lr=3e-3,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        warmup_epochs=min(0.5, epochs / 2),
-        schedule="cosine",
-        channels_last=True,
-        seed=seed,
-    )
+    if recipe not in MNIST_RECIPES:
+        raise ValueError(f"recipe must be one of {MNIST_RECIPES}, got {recipe!r}")
+    if recipe == "adamw":
+        base = dict(lr=3e-3, optimizer="adamw", weight_decay=1e-4, warmup_epochs=min(0.5, epochs / 2))
+    else:
+        warm = min(1.0, epochs / 2) if recipe == "sgd_warmup" else 0.0
+        base = dict(lr=MNIST_SGD_LR, optimizer="sgd", momentum=0.9, weight_decay=2e-4, warmup_epochs=warm)
+    if lr is not None:
+        base["lr"] = lr
+    if warmup_epochs is not None:
+        base["warmup_epochs"] = warmup_epochs
+    return TrainConfig(epochs=epochs, batch_size=128, schedule="cosine", channels_last=True, seed=seed, **base)
 
 
 def mnist_spec(
@@ -286,6 +399,8 @@ def mnist_spec(
     device: torch.device | str | None = None,
     n_max: int | None = None,
     val_per_class: int | None = None,
+    recipe: str = "adamw",
+    lr: float | None = None,
 ) -> DatasetSpec:
     """Long-tailed real MNIST with :class:`helpers.models.MnistNet` and :func:`mnist_config`.
 
@@ -297,6 +412,7 @@ def mnist_spec(
         device: unused here (:func:`run_experiment` moves the data); accepted for a common signature.
         n_max: head-class size (default :data:`MNIST_N_MAX`; 300 in quick mode).
         val_per_class: balanced validation examples per class (default 100; 20 in quick mode).
+        recipe, lr: the training recipe (:data:`MNIST_RECIPES`) and an optional learning rate.
 
     In quick mode the test set is cut to its first 1,000 images.
     """
@@ -309,7 +425,7 @@ def mnist_spec(
     test = load_mnist(train=False)
     if quick:
         test = test.subset(torch.arange(1000), name=test.name + "-first1000")
-    config = mnist_config(epochs if epochs is not None else mnist_epochs(len(split.train)))
+    config = mnist_config(epochs if epochs is not None else mnist_epochs(len(split.train)), recipe=recipe, lr=lr)
     return DatasetSpec(
         train=split.train,
         val=split.val,
@@ -322,48 +438,22 @@ def mnist_spec(
         drw_start_epoch=drw_start(config.epochs),
         description=(
             f"MNIST-LT ({profile}, imbalance {imbalance_ratio:g}, {len(split.train)} training images, "
-            f"head class {n_max}), MnistNet, {config.epochs} epochs"
+            f"head class {n_max}, data seed {seed}), MnistNet, {config.epochs} epochs, recipe {recipe!r}"
         ),
     )
 
 
-def _cifar10_spec(**kwargs) -> DatasetSpec:
-    return importlib.import_module("helpers.cifar").cifar10_spec(**kwargs)
-
-
-#: Registry of dataset builders, name -> ``builder(imbalance_ratio, profile, seed, epochs, protocol, device)``.
-DATASETS: dict[str, Callable[..., DatasetSpec]] = {"mnist": mnist_spec, "cifar10": _cifar10_spec}
+#: Registry of dataset builders, name -> ``builder(imbalance_ratio, profile, seed, epochs, protocol, device, ...)``.
+DATASETS: dict[str, Callable[..., DatasetSpec]] = {
+    "mnist": mnist_spec, "cifar10": cifar10_spec, "cifar100": cifar100_spec,
+}  # fmt: skip
+#: The protocols each registered dataset accepts (the CLI checks ``--protocol`` against them).
+DATASET_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "mnist": ("default",), "cifar10": tuple(PROTOCOLS), "cifar100": tuple(PROTOCOLS),
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- runner
-@dataclass
-class RunRecord:
-    """The raw result of one run, for plots.
-
-    Attributes:
-        method, seed: which run.
-        metrics: test metrics (:data:`METRICS`), plus ``val_*`` versions on the validation set.
-        history: per-epoch curves from :func:`helpers.train.train` (empty for post-hoc methods).
-        test_logits: ``(N_test, C)`` float32 on the CPU.
-        test_targets: ``(N_test,)`` int64 on the CPU.
-        counts: training examples per class.
-        seconds: training time; images_per_second: training throughput.
-        diverged: the training loss became non-finite.
-    """
-
-    method: str
-    seed: int
-    metrics: dict[str, float]
-    history: dict[str, list[float]]
-    test_logits: torch.Tensor
-    test_targets: torch.Tensor
-    counts: list[int]
-    seconds: float = 0.0
-    images_per_second: float = math.nan
-    diverged: bool = False
-    extra: dict = field(default_factory=dict)
-
-
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
@@ -371,6 +461,50 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must not repeat, got {seeds}")
     return seeds
+
+
+@dataclass
+class _PairData:
+    """The tensors and recipe of one data seed."""
+
+    data_seed: int
+    data: dict[str, torch.Tensor]
+    counts: list[int]
+    factory: Callable[[], nn.Module]
+    config: TrainConfig
+    transform: Callable[[torch.Tensor], torch.Tensor] | None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    drw_start_epoch: int
+    description: str
+
+
+def _named_pair_data(
+    dataset: str, data_seed: int, device: torch.device, model_factory, config, epochs, spec_args: dict, announce: bool
+) -> _PairData:
+    try:
+        spec = DATASETS[dataset](seed=data_seed, epochs=epochs, device=device, **spec_args)
+    except ValueError as err:
+        raise ExperimentConfigError(f"dataset {dataset!r}: {err}") from err
+    if announce:
+        spec.train.announce()
+    transform = spec.transform
+
+    def tensors(s: ImageSet) -> torch.Tensor:
+        return s.images.to(device) if transform is not None else s.normalized(device)
+
+    data = {
+        "x_train": tensors(spec.train), "y_train": spec.train.labels.to(device),
+        "x_val": tensors(spec.val), "y_val": spec.val.labels.to(device),
+        "x_test": tensors(spec.test), "y_test": spec.test.labels.to(device),
+    }  # fmt: skip
+    cfg = config or spec.config
+    start = spec.drw_start_epoch
+    if epochs is not None and cfg.epochs != epochs:
+        cfg = replace(cfg, epochs=epochs)
+    if config is not None or epochs is not None:
+        start = drw_start(cfg.epochs)
+    return _PairData(data_seed, data, list(spec.counts), model_factory or spec.model_factory, cfg, transform,
+                     spec.augment, start, spec.description)  # fmt: skip
 
 
 def tensors_spec(
@@ -383,6 +517,7 @@ def tensors_spec(
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
     """Split user tensors ``(X_train, y_train, X_test, y_test)`` into long-tailed train, val and test.
 
+    ``seed`` is the data seed of the long-tailed draw and of the balanced validation draw.
     Returns ``({"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}, counts)``.
     """
     if len(data) != 4:
@@ -415,6 +550,96 @@ def tensors_spec(
     return parts, counts
 
 
+def _tensor_pair_data(
+    tensors: Sequence[torch.Tensor], data_seed: int, device: torch.device, model_factory, config, epochs,
+    imbalance_ratio: float, profile: str, n_max: int | None, val_per_class: int | None,
+) -> _PairData:  # fmt: skip
+    cfg = config or TrainConfig(epochs=epochs or 10, lr=3e-3, optimizer="adamw", weight_decay=1e-4)
+    if epochs is not None and cfg.epochs != epochs:
+        cfg = replace(cfg, epochs=epochs)
+    try:
+        data, counts = tensors_spec(tensors, imbalance_ratio, profile, data_seed, n_max, val_per_class or 100)
+    except ValueError as err:
+        raise ExperimentConfigError(f"dataset as tensors: {err}") from err
+    data = {k: v.to(device) for k, v in data.items()}
+    return _PairData(data_seed, data, counts, model_factory, cfg, None, None, drw_start(cfg.epochs),
+                     f"user tensors, {profile} {imbalance_ratio:g}, data seed {data_seed}")  # fmt: skip
+
+
+def _record(
+    method: str, seed: int, data_seed: int, test_logits, val_logits, pair: _PairData, history, seconds, ips, diverged,
+) -> RunRecord:  # fmt: skip
+    data, counts = pair.data, pair.counts
+    y_test, y_val = data["y_test"].cpu(), data["y_val"].cpu()
+    finite = bool(torch.isfinite(test_logits).all() and torch.isfinite(val_logits).all())
+    if finite:
+        metrics = classification_report(test_logits, y_test, counts)
+        metrics.update({f"val_{k}": v for k, v in classification_report(val_logits, y_val, counts).items()})
+    else:  # a diverged model: its scores are undefined, not zero
+        keys = classification_report(torch.eye(len(counts)), torch.arange(len(counts)), counts)
+        metrics = {k: math.nan for k in keys} | {f"val_{k}": math.nan for k in keys}
+    return RunRecord(
+        method=method, seed=seed, metrics=metrics, history=history, test_logits=test_logits,
+        test_targets=y_test, counts=list(counts), seconds=seconds, images_per_second=ips,
+        diverged=bool(diverged or not finite), data_seed=data_seed,
+        extra={"val_logits": val_logits, "config": pair.config.to_dict(), "drw_start_epoch": pair.drw_start_epoch,
+               "groups": describe_groups(counts)},
+    )  # fmt: skip
+
+
+def _train_one(method: Method, seed: int, pair: _PairData, device: torch.device) -> tuple[RunRecord, nn.Module]:
+    counts_t = torch.tensor(pair.counts, dtype=torch.float64)
+    torch.manual_seed(seed)
+    model = pair.factory()
+    if method.normed_head:
+        use_normed_head(model)
+    if method.init_model is not None:
+        method.init_model(model, counts_t)
+    loss_fn, drw = method.make_loss(counts_t, pair.drw_start_epoch, device)
+    loss_fn = loss_fn.to(device)
+    sampling = tuple(method.sampling(counts_t).tolist()) if method.sampling is not None else None
+    run_cfg = replace(pair.config, seed=seed, balanced_sampling=method.balanced_sampling, sampling_weights=sampling)
+    data = pair.data
+    result = train(
+        model, loss_fn, data["x_train"], data["y_train"], run_cfg,
+        x_val=data["x_val"], y_val=data["y_val"], transform=pair.transform, augment=pair.augment,
+        on_epoch_start=(lambda e, d=drw, f=loss_fn: d(f, e)) if drw is not None else None,
+        show_progress=False,
+    )  # fmt: skip
+    scale = method.logit_scale
+    test_logits = scale * predict_logits(model, data["x_test"], transform=pair.transform).cpu()
+    val_logits = scale * predict_logits(model, data["x_val"], transform=pair.transform).cpu()
+    record = _record(method.name, seed, pair.data_seed, test_logits, val_logits, pair, result.history,
+                     result.seconds, result.images_per_second, result.diverged)  # fmt: skip
+    record.extra["config"] = run_cfg.to_dict()
+    return record, model
+
+
+def _derive(method: Method, base: RunRecord, model: nn.Module, pair: _PairData) -> RunRecord:
+    import time
+
+    start = time.perf_counter()
+    if base.diverged:
+        nan = torch.full_like(base.test_logits, math.nan)
+        test, val, extra = nan, torch.full_like(base.extra["val_logits"], math.nan), {}
+    else:
+        inp = PosthocInput(model, base, pair.data, pair.transform, pair.counts, base.seed, pair.config.channels_last)
+        test, val, extra = method.posthoc(inp)
+    record = _record(method.name, base.seed, pair.data_seed, test, val, pair, base.history, 0.0, math.nan,
+                     base.diverged)  # fmt: skip
+    record.extra.update(extra, config=base.extra["config"], posthoc_seconds=time.perf_counter() - start)
+    return record
+
+
+def _row(rec: RunRecord, name: str, profile: str, imbalance_ratio: float, epochs: int) -> dict:
+    return {
+        "dataset": name, "profile": profile, "imbalance_ratio": float(imbalance_ratio), "method": rec.method,
+        "seed": rec.seed, "data_seed": rec.data_seed, "epochs": epochs, **rec.metrics, "seconds": rec.seconds,
+        "posthoc_seconds": rec.extra.get("posthoc_seconds", 0.0), "images_per_second": rec.images_per_second,
+        "diverged": rec.diverged, "tau": float(rec.extra.get("tau", math.nan)),
+    }  # fmt: skip
+
+
 def run_experiment(
     dataset: str | Sequence[torch.Tensor] = "mnist",
     model_factory: Callable[[], nn.Module] | None = None,
@@ -425,7 +650,7 @@ def run_experiment(
     epochs: int | None = None,
     *,
     config: TrainConfig | None = None,
-    data_seed: int = 0,
+    data_seed: int | None = None,
     protocol: str | None = None,
     device: torch.device | str | None = None,
     n_max: int | None = None,
@@ -433,37 +658,57 @@ def run_experiment(
     runs: list[RunRecord] | None = None,
     show_progress: bool = True,
     spec_kwargs: dict | None = None,
+    skip: Collection[tuple[str, int, int]] = (),
+    on_result: Callable[[list[dict], list[RunRecord]], object] | None = None,
 ) -> pd.DataFrame:
     """Train every method with every seed on one long-tailed setting; return one row per run.
 
+    Seeds and pairing: for each ``seed`` the long-tailed subset and its balanced validation set are
+    drawn with data seed ``seed`` (or the fixed ``data_seed`` when given), and the model is trained
+    with training seed ``seed``. All methods of one seed see the same data and start from the same
+    initialisation: their runs are paired by ``(seed, data_seed)`` (:func:`paired_table`).
+
+    Post-hoc and decoupled methods (``posthoc_la``, ``crt``, ``tau_norm``) re-use the cross-entropy
+    model of their pair (trained once even if ``"ce"`` itself is not requested). A trained method and
+    the methods derived from it form one *group*, finished and reported together.
+
     Args:
-        dataset: a name in :data:`DATASETS` (``"mnist"``, ``"cifar10"``), or user tensors
-            ``(X_train, y_train, X_test, y_test)`` (float features or images, int64 labels), which
-            are made long-tailed with :func:`helpers.imbalance.make_imbalanced_tensors`.
+        dataset: a name in :data:`DATASETS` (``"mnist"``, ``"cifar10"``, ``"cifar100"``), or user
+            tensors ``(X_train, y_train, X_test, y_test)`` (float features or images, int64 labels),
+            made long-tailed with :func:`helpers.imbalance.make_imbalanced_tensors`.
         model_factory: builds a fresh model; required for user tensors, optional (overrides the
             dataset's) for a named dataset.
         methods: names from :data:`METHODS` (a list or a comma-separated string).
-        seeds: training seeds (initialisation, batch order, resampling).
+        seeds: the pairs' seeds (training seed, and data seed unless ``data_seed`` is given).
         imbalance_ratio, profile: the long-tailed profile.
         epochs: training epochs (default: the dataset's recipe; 10 for user tensors).
         config: a full :class:`helpers.train.TrainConfig` (overrides the dataset's; ``epochs``
             still overrides its epochs when given).
-        data_seed: seed of the subsampling and the validation draw (fixed across training seeds).
-        protocol: passed to the dataset builder (e.g. CIFAR-10's protocols).
+        data_seed: None (default) pairs data seed ``i`` with training seed ``i``; an int keeps the
+            same drawn subset for every seed (training seeds vary alone).
+        protocol: passed to the dataset builder (e.g. the CIFAR protocols).
         device: compute device (default :func:`helpers.runtime.pick_device`).
         n_max: head-class size (default: the dataset's).
         val_per_class: validation examples per class (default: the dataset's; 100 for tensors).
         runs: if a list is given, one :class:`RunRecord` per run (curves, test logits) is appended.
-        show_progress: one progress bar over the runs.
-        spec_kwargs: extra keyword arguments for the dataset builder.
+        show_progress: one progress bar over the trainings.
+        spec_kwargs: extra keyword arguments for the dataset builder (e.g. MNIST's ``recipe``).
+        skip: keys ``(method, seed, data_seed)`` of runs already done (e.g. recorded in a results
+            file); a group whose requested runs are all in ``skip`` is not trained, and its runs are
+            not in the returned table.
+        on_result: called after each finished group with its rows and records (the CLI records them
+            in the results file there).
 
     Returns:
-        A tidy :class:`pandas.DataFrame`: columns ``dataset, profile, imbalance_ratio, method,
-        seed, epochs``, the test metrics :data:`METRICS`, their ``val_`` versions, ``seconds``,
-        ``images_per_second`` and ``diverged``.
+        A tidy :class:`pandas.DataFrame`, rows ordered by seed then by ``methods``: columns
+        ``dataset, profile, imbalance_ratio, method, seed, data_seed, epochs``, the test metrics
+        (:data:`METRICS`, with ``head_recall``/``tail_recall`` aliases), their ``val_`` versions,
+        ``seconds`` (backbone training; 0 for derived methods), ``posthoc_seconds``,
+        ``images_per_second``, ``diverged`` and ``tau`` (the post-hoc knob, NaN if none).
 
     Raises:
-        ValueError / TypeError: on unknown methods or datasets, bad seeds, or malformed tensors.
+        ValueError / TypeError: on unknown methods or datasets, bad seeds, or malformed tensors;
+        ExperimentConfigError (a ValueError): when the dataset cannot be built with these arguments.
     """
     names = check_methods(methods)
     seeds = _check_seeds(seeds)
@@ -471,128 +716,83 @@ def run_experiment(
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0):
+        raise ValueError(f"data_seed must be None (paired with the seeds) or a non-negative int, got {data_seed!r}")
     device = torch.device(device) if device is not None else pick_device()
-
     if isinstance(dataset, str):
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
-        kwargs = dict(spec_kwargs or {})
+        name = dataset
+        spec_args = dict(spec_kwargs or {}, imbalance_ratio=imbalance_ratio, profile=profile, protocol=protocol)
         if n_max is not None:
-            kwargs["n_max"] = n_max
+            spec_args["n_max"] = n_max
         if val_per_class is not None:
-            kwargs["val_per_class"] = val_per_class
-        spec = DATASETS[dataset](
-            imbalance_ratio=imbalance_ratio, profile=profile, seed=data_seed, epochs=epochs,
-            protocol=protocol, device=device, **kwargs,
-        )
-        spec.train.announce()
-        factory = model_factory or spec.model_factory
-        cfg = config or spec.config
-        transform, augment = spec.transform, spec.augment
-
-        def tensors(s: ImageSet) -> torch.Tensor:
-            return s.images.to(device) if transform is not None else s.normalized(device)
-
-        data = {
-            "x_train": tensors(spec.train), "y_train": spec.train.labels.to(device),
-            "x_val": tensors(spec.val), "y_val": spec.val.labels.to(device),
-            "x_test": tensors(spec.test), "y_test": spec.test.labels.to(device),
-        }
-        counts, name = list(spec.counts), dataset
-        start = spec.drw_start_epoch
+            spec_args["val_per_class"] = val_per_class
+    elif model_factory is None:
+        raise ValueError("model_factory is required when dataset is given as tensors")
     else:
-        if model_factory is None:
-            raise ValueError("model_factory is required when dataset is given as tensors")
-        cfg = config or TrainConfig(epochs=epochs or 10, lr=3e-3, optimizer="adamw", weight_decay=1e-4)
-        data, counts = tensors_spec(dataset, imbalance_ratio, profile, data_seed, n_max, val_per_class or 100)
-        data = {k: v.to(device) for k, v in data.items()}
-        factory, transform, augment, name = model_factory, None, None, "tensors"
-        start = None
-    if epochs is not None and cfg.epochs != epochs:
-        cfg = replace(cfg, epochs=epochs)
-    if start is None or config is not None or epochs is not None:
-        start = drw_start(cfg.epochs)
-    counts_t = torch.tensor(counts, dtype=torch.float64)
+        name = "tensors"
 
     trained = [m for m in names if METHODS[m].posthoc_of is None]
-    for m in names:  # a post-hoc method needs its base model trained
-        base = METHODS[m].posthoc_of
-        if base is not None and base not in trained:
-            trained.append(base)
-    jobs = [(m, s) for s in seeds for m in trained]
-    records: dict[tuple[str, int], RunRecord] = {}
-    bar = progress(jobs, desc=f"{name} {profile}{imbalance_ratio:g}") if show_progress else jobs
-    for method_name, seed in bar:
-        method = METHODS[method_name]
-        torch.manual_seed(seed)
-        model = factory()
-        if method.normed_head:
-            use_normed_head(model)
-        loss_fn, drw = method.make_loss(counts_t, start, device)
-        loss_fn = loss_fn.to(device)
-        run_cfg = replace(cfg, seed=seed, balanced_sampling=method.balanced_sampling)
-        result = train(
-            model, loss_fn, data["x_train"], data["y_train"], run_cfg,
-            x_val=data["x_val"], y_val=data["y_val"], transform=transform, augment=augment,
-            on_epoch_start=(lambda e, d=drw, f=loss_fn: d(f, e)) if drw is not None else None,
-            show_progress=False,
-        )
-        test_logits = method.logit_scale * predict_logits(model, data["x_test"], transform=transform).cpu()
-        val_logits = method.logit_scale * predict_logits(model, data["x_val"], transform=transform).cpu()
-        records[(method_name, seed)] = _record(
-            method_name, seed, test_logits, val_logits, data, counts, result.history,
-            result.seconds, result.images_per_second, result.diverged,
-        )
-        records[(method_name, seed)].extra.update(config=run_cfg.to_dict(), drw_start_epoch=start)
+    derived: dict[str, list[str]] = {}
     for m in names:
         base = METHODS[m].posthoc_of
-        if base is None:
-            continue
-        for seed in seeds:
-            b = records[(base, seed)]
-            adjusted = posthoc_logit_adjustment(b.test_logits, counts, tau=LA_TAU)
-            val_adjusted = posthoc_logit_adjustment(b.extra["val_logits"], counts, tau=LA_TAU)
-            records[(m, seed)] = _record(
-                m, seed, adjusted, val_adjusted, data, counts, b.history, 0.0, math.nan, b.diverged
-            )
-            records[(m, seed)].extra.update(config=b.extra["config"], drw_start_epoch=start)
+        if base is not None:
+            derived.setdefault(base, []).append(m)
+            if base not in trained:
+                trained.append(base)
+    done = set(skip)
 
-    rows = []
-    for seed in seeds:
-        for m in names:
-            rec = records[(m, seed)]
-            rows.append(
-                {
-                    "dataset": name, "profile": profile, "imbalance_ratio": float(imbalance_ratio),
-                    "method": m, "seed": seed, "epochs": cfg.epochs, **rec.metrics,
-                    "seconds": rec.seconds, "images_per_second": rec.images_per_second, "diverged": rec.diverged,
-                }
-            )
-            if runs is not None:
-                runs.append(rec)
+    def data_seed_of(seed: int) -> int:
+        return seed if data_seed is None else data_seed
+
+    def todo(method: str, seed: int) -> bool:
+        members = ([method] if method in names else []) + derived.get(method, [])
+        return any((m, seed, data_seed_of(seed)) not in done for m in members)
+
+    jobs = [(seed, m) for seed in seeds for m in trained if todo(m, seed)]
+    quiet = {} if show_progress else {"disable": True}
+    bar = progress(total=len(jobs), desc=f"{name} {profile}{imbalance_ratio:g}", **quiet)
+    rows: list[dict] = []
+    records: list[RunRecord] = []
+    pair: _PairData | None = None
+    try:
+        for seed, method_name in jobs:
+            ds = data_seed_of(seed)
+            if pair is None or pair.data_seed != ds:
+                pair = None  # free the previous data first
+                if isinstance(dataset, str):
+                    pair = _named_pair_data(dataset, ds, device, model_factory, config, epochs, spec_args,
+                                            announce=not rows)  # fmt: skip
+                else:
+                    pair = _tensor_pair_data(dataset, ds, device, model_factory, config, epochs, imbalance_ratio,
+                                             profile, n_max, val_per_class)  # fmt: skip
+            record, model = _train_one(METHODS[method_name], seed, pair, device)
+            group = [record] if method_name in names else []
+            group += [_derive(METHODS[d], record, model, pair) for d in derived.get(method_name, [])]
+            del model
+            group_rows = [_row(r, name, profile, imbalance_ratio, pair.config.epochs) for r in group]
+            rows.extend(group_rows)
+            records.extend(group)
+            if on_result is not None:
+                on_result(group_rows, group)
+            bar.update(1)
+    finally:
+        bar.close()
+    order = {m: i for i, m in enumerate(names)}
+    rows.sort(key=lambda r: (seeds.index(r["seed"]), order[r["method"]]))
+    if runs is not None:
+        runs.extend(sorted(records, key=lambda r: (seeds.index(r.seed), order[r.method])))
     return pd.DataFrame(rows)
 
 
-def _record(method, seed, test_logits, val_logits, data, counts, history, seconds, ips, diverged) -> RunRecord:
-    y_test, y_val = data["y_test"].cpu(), data["y_val"].cpu()
-    finite = torch.isfinite(test_logits).all() and torch.isfinite(val_logits).all()
-    if finite:
-        metrics = classification_report(test_logits, y_test, counts)
-        metrics.update({f"val_{k}": v for k, v in classification_report(val_logits, y_val, counts).items()})
-    else:  # a diverged model: its scores are undefined, not zero
-        metrics = {k: math.nan for k in METRICS} | {f"val_{k}": math.nan for k in METRICS}
-    return RunRecord(
-        method=method, seed=seed, metrics=metrics, history=history, test_logits=test_logits,
-        test_targets=y_test, counts=list(counts), seconds=seconds, images_per_second=ips,
-        diverged=bool(diverged), extra={"val_logits": val_logits},
-    )
+# ---------------------------------------------------------------------------------------- comparisons
+def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "few_recall",
+              "worst_class_recall"), percent: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Mean ± std over the runs (seed pairs) of ``metrics`` per method (rows in the table's method order), as strings.
 
-
-def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "tail_recall",
-              "worst_class_recall"), percent: bool = True) -> pd.DataFrame:
-    """Mean ± std over seeds of ``metrics`` per method (rows in the table's method order), as strings.
-
-    With ``percent`` the values are shown in percent with one decimal: ``"97.3 ± 0.4"``.
+    With ``percent`` the values are shown in percent with one decimal: ``"97.3 ± 0.4"``. The std is the
+    spread of single runs; for comparisons between methods use :func:`paired_table`.
     """
     missing = [m for m in metrics if m not in table.columns]
     if missing:
@@ -609,12 +809,164 @@ def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanc
     return out
 
 
+#: The verdict when fewer than two pairs of runs exist (no interval can be computed).
+ONE_PAIR_VERDICT = "cannot be judged from a single pair of runs"
+
+
+def _by_pair(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``column`` as a (seed, data_seed) x method frame."""
+    if column not in table.columns:
+        raise ValueError(f"{column!r} is not a column of the table; have {sorted(table.columns)}")
+    frame = table if "data_seed" in table.columns else table.assign(data_seed=0)
+    if frame.duplicated(["method", "seed", "data_seed"]).any():
+        raise ValueError("the table has several runs of one method for the same (seed, data_seed): "
+                         "pass one setting (dataset, profile, imbalance ratio) at a time")  # fmt: skip
+    return frame.pivot(index=["seed", "data_seed"], columns="method", values=column)
+
+
+def val_best_set(
+    table: pd.DataFrame,
+    metric: str = "balanced_accuracy",
+    methods: Sequence[str] | None = None,
+    level: float = 0.95,
+    higher_is_better: bool = True,
+) -> list[str]:
+    """Methods that cannot be told apart from the best on the VALIDATION ``metric`` (``val_<metric>``).
+
+    The best method by mean validation score is always in the set; another joins it unless its paired
+    ``level`` t-interval against the best (over the ``(seed, data_seed)`` pairs,
+    :func:`helpers.stats.indistinguishable_from_best`) lies wholly on the worse side of zero. A method
+    with a diverged (NaN) run is not a contender. With fewer than two pairs nothing can be separated
+    and every contender is returned. A one-element result is a clear winner, chosen without the test set.
+    """
+    wide = _by_pair(table, f"val_{metric}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    contenders = [m for m in methods if m in wide.columns and wide[m].notna().all()]
+    if len(wide) < 2 or len(contenders) < 2:
+        return contenders
+    return indistinguishable_from_best({m: wide[m].to_numpy() for m in contenders}, level, higher_is_better)
+
+
+def paired_stats(
+    table: pd.DataFrame,
+    baseline: str = "ce",
+    metric: str = "balanced_accuracy",
+    methods: Sequence[str] | None = None,
+    level: float = 0.95,
+    quick: bool | None = None,
+    higher_is_better: bool = True,
+) -> pd.DataFrame:
+    """Per method: mean and std of ``metric`` (test and validation), and the paired difference against ``baseline``.
+
+    Runs are paired by ``(seed, data_seed)``: with the default paired seeds, every pair has its own
+    drawn subset and its own initialisation, so the interval covers both sources of variance. For each
+    method the difference ``method - baseline`` per pair gives a mean and a Student-t ``level``
+    interval over the pairs (:func:`helpers.stats.paired_difference`), and
+    :func:`helpers.stats.verdict` turns it into "improves", "hurts" or "cannot be told apart from"
+    (:data:`helpers.stats.QUICK_VERDICT` in quick mode, :data:`ONE_PAIR_VERDICT` with one pair).
+    Pairs where either run diverged (NaN) are left out of that method's difference.
+
+    Returns:
+        One row per method (index ``method``) with columns ``n_pairs``, ``mean``, ``std``,
+        ``val_mean``, ``val_std``, ``diff``, ``diff_low``, ``diff_high``, ``verdict``,
+        ``val_diff``, ``val_diff_low``, ``val_diff_high``, ``val_verdict``, ``val_tied_best``
+        (:func:`val_best_set`), ``many_recall``, ``medium_recall``, ``few_recall`` (means, if in the
+        table) and ``diverged`` (number of diverged runs). Values are fractions, as in the table.
+    """
+    quick = quick_mode() if quick is None else quick
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    if baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} is not among the methods {methods}")
+    missing = [m for m in methods if m not in set(table["method"])]
+    if missing:
+        raise ValueError(f"methods {missing} have no runs in the table")
+    test, val = _by_pair(table, metric), _by_pair(table, f"val_{metric}")
+    best = set(val_best_set(table, metric, methods, level, higher_is_better))
+    groups = [g for g in ("many_recall", "medium_recall", "few_recall") if g in table.columns]
+    diverged = table.groupby("method")["diverged"].sum() if "diverged" in table.columns else None
+
+    def compare(wide: pd.DataFrame, m: str) -> tuple[float, float, float, str]:
+        if m == baseline:
+            return math.nan, math.nan, math.nan, "baseline"
+        both = wide[[m, baseline]].dropna()
+        if len(both) < 2:
+            d = float((both[m] - both[baseline]).mean()) if len(both) else math.nan
+            return d, math.nan, math.nan, QUICK_VERDICT if quick else ONE_PAIR_VERDICT
+        diff = paired_difference(both[m].to_numpy(), both[baseline].to_numpy(), level)
+        return diff.mean, diff.low, diff.high, verdict(diff, quick=quick, higher_is_better=higher_is_better)
+
+    rows = []
+    for m in methods:
+        d, lo, hi, word = compare(test, m)
+        vd, vlo, vhi, vword = compare(val, m)
+        row = {
+            "method": m, "n_pairs": int(test[m].notna().sum()), "mean": test[m].mean(), "std": test[m].std(ddof=1),
+            "val_mean": val[m].mean(), "val_std": val[m].std(ddof=1), "diff": d, "diff_low": lo, "diff_high": hi,
+            "verdict": word, "val_diff": vd, "val_diff_low": vlo, "val_diff_high": vhi, "val_verdict": vword,
+            "val_tied_best": m in best,
+        }  # fmt: skip
+        for g in groups:
+            row[g] = table.loc[table["method"] == m, g].mean()
+        row["diverged"] = int(diverged.get(m, 0)) if diverged is not None else 0
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def paired_table(
+    table: pd.DataFrame,
+    baseline: str = "ce",
+    metric: str = "balanced_accuracy",
+    methods: Sequence[str] | None = None,
+    level: float = 0.95,
+    quick: bool | None = None,
+    percent: bool = True,
+    higher_is_better: bool = True,
+) -> pd.DataFrame:
+    """:func:`paired_stats` formatted for the page: one row per method, strings in percent (points for differences).
+
+    Columns: ``<metric> (test)`` ``"mean ± std"``; ``vs <baseline>, 95% CI`` ``"+1.2 [+0.4, +2.0]"``
+    (paired, in points); ``verdict`` (the word :func:`helpers.stats.verdict` gives); ``val <metric>``
+    ``"mean ± std"``; ``val: tied with best`` ("yes" for the methods :func:`val_best_set` cannot separate
+    from the best on validation); ``many / medium / few recall (test)``; ``pairs`` (runs used) and
+    ``diverged``. With one pair the std and the interval are blank.
+    """
+    stats = paired_stats(table, baseline, metric, methods, level, quick, higher_is_better)
+    scale = 100.0 if percent else 1.0
+    digits = 1 if percent else 3
+
+    def spread(mean: float, std: float) -> str:
+        return f"{mean * scale:.{digits}f}" + ("" if math.isnan(std) else f" ± {std * scale:.{digits}f}")
+
+    def interval(d: float, lo: float, hi: float) -> str:
+        if math.isnan(d):
+            return "-"
+        text = f"{d * scale:+.{digits}f}"
+        return text if math.isnan(lo) else f"{text} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+
+    pct = f"{int(round(level * 100))}% CI"
+    out = pd.DataFrame(index=stats.index)
+    out[f"{metric} (test)"] = [spread(a, b) for a, b in zip(stats["mean"], stats["std"], strict=True)]
+    out[f"vs {baseline}, {pct}"] = [interval(*v) for v in stats[["diff", "diff_low", "diff_high"]].to_numpy()]
+    out["verdict"] = stats["verdict"]
+    out[f"val {metric}"] = [spread(a, b) for a, b in zip(stats["val_mean"], stats["val_std"], strict=True)]
+    out["val: tied with best"] = ["yes" if t else "" for t in stats["val_tied_best"]]
+    if {"many_recall", "medium_recall", "few_recall"} <= set(stats.columns):
+        out["many / medium / few recall (test)"] = [
+            " / ".join("-" if math.isnan(v) else f"{v * scale:.{digits}f}" for v in vals)
+            for vals in stats[["many_recall", "medium_recall", "few_recall"]].to_numpy()
+        ]
+    out["pairs"] = stats["n_pairs"]
+    out["diverged"] = stats["diverged"]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- plots
 def _mean_over_seeds(runs: Sequence[RunRecord], method: str, fn: Callable[[RunRecord], torch.Tensor]) -> torch.Tensor:
     values = [fn(r) for r in runs if r.method == method]
     if not values:
         raise ValueError(f"no runs of method {method!r}; have {sorted({r.method for r in runs})}")
     return torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]).mean(0)
+
 
 
 def per_class_recall_of(run: RunRecord) -> torch.Tensor:
@@ -693,7 +1045,7 @@ def reliability(run: RunRecord, n_bins: int = 10) -> tuple[torch.Tensor, torch.T
 
 
 def plot_reliability(ax, runs: Sequence[RunRecord], methods: Sequence[str], seed: int = 0, n_bins: int = 10) -> None:
-    """Reliability diagram (accuracy against confidence, test set) for one seed of each method."""
+    """Reliability diagram (accuracy against confidence, test set) for one seed (pair) of each method."""
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
     for method in methods:
         run = next(r for r in runs if r.method == method and r.seed == seed)
@@ -705,6 +1057,33 @@ def plot_reliability(ax, runs: Sequence[RunRecord], methods: Sequence[str], seed
     ax.set_ylabel("accuracy in the confidence bin")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+
+def plot_paired_differences(
+    ax, table: pd.DataFrame, baseline: str = "ce", metric: str = "balanced_accuracy",
+    methods: Sequence[str] | None = None, level: float = 0.95, title: str = "",
+) -> pd.DataFrame:  # fmt: skip
+    """Forest plot: each method's paired difference to ``baseline`` (points) with its ``level`` t-interval.
+
+    An interval that crosses the dotted zero line cannot be told apart from the baseline. Returns the
+    :func:`paired_stats` it drew. Methods with fewer than two pairs are drawn as a point without bars.
+    """
+    stats = paired_stats(table, baseline, metric, methods, level).drop(index=baseline)
+    y = range(len(stats))
+    mean = 100 * stats["diff"].to_numpy()
+    low = 100 * stats["diff_low"].fillna(stats["diff"]).to_numpy()
+    high = 100 * stats["diff_high"].fillna(stats["diff"]).to_numpy()
+    ax.errorbar(mean, list(y), xerr=[mean - low, high - mean], fmt="o", capsize=3,
+                label=f"mean difference, {int(round(100 * level))}% t-interval over seed pairs")  # fmt: skip
+    ax.axvline(0, color="grey", linestyle=":", lw=1)
+    ax.set_yticks(list(y), list(stats.index))
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric.replace('_', ' ')} minus {baseline}'s (percentage points, test set)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8)
+    return stats
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -756,13 +1135,28 @@ _positive_float = _number(float, 1.0, "a number >= 1 (n_max / n_min)")
 _positive_int = _number(int, 1, "a positive integer")
 
 
+_learning_rate = _number(float, 1e-12, "a positive learning rate")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (every flag documented in ``--help``)."""
     method_help = "; ".join(f"{m.name}: {m.description}" for m in METHODS.values())
+    protocols = "; ".join(f"{d}: {', '.join(p)}" for d, p in DATASET_PROTOCOLS.items())
     parser = argparse.ArgumentParser(
         prog="python -m helpers.experiments",
-        description="Train long-tail methods on a long-tailed dataset over several seeds and write the "
-        "results (config, per-run metrics, per-epoch curves, provenance) as JSON.",
+        description="Train long-tail methods on a long-tailed dataset over several seed pairs and record every "
+        "finished run (metrics, per-epoch curves, provenance) in a JSON file as it completes; rerun the same "
+        "command to resume an interrupted experiment.",
     )
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default: mnist)")
     parser.add_argument(
@@ -776,30 +1170,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods", default="ce,la_loss", help=f"comma-separated methods (default: ce,la_loss). {method_help}"
     )
     parser.add_argument(
-        "--seeds", type=_int_list, default=[0, 1, 2], help="comma-separated training seeds (default: 0,1,2)"
+        "--seeds", type=_int_list, default=[0, 1, 2],
+        help="comma-separated seeds; seed i draws the long-tailed subset with data seed i and trains with "
+        "training seed i (default: 0,1,2)",
     )
     parser.add_argument(
         "--epochs", type=_positive_int, default=None, help="training epochs (default: the dataset's recipe)"
     )
     parser.add_argument(
-        "--protocol", default=None,
-        help="training protocol passed to the dataset builder (cifar10: e.g. paper, gpu-fast, cpu, quick; "
-        "mnist: default)",
+        "--protocol", default=None, help=f"training protocol of the dataset ({protocols}; default: the dataset's)"
     )
     parser.add_argument(
-        "--data-seed", type=int, default=0, help="seed of the long-tailed subsampling and validation draw (default: 0)"
+        "--data-seed", type=_non_negative_int, default=None,
+        help="keep the long-tailed subset and validation draw fixed at this data seed for every seed "
+        "(default: paired, data seed = seed)",
     )
     parser.add_argument("--n-max", type=_positive_int, default=None, help="head-class size (default: the dataset's)")
     parser.add_argument(
+        "--recipe", default=None, choices=MNIST_RECIPES,
+        help="MNIST only: training recipe, adamw (default) or the papers' plain SGD with momentum, without "
+        "(sgd) or with (sgd_warmup) a linear warm-up",
+    )
+    parser.add_argument("--lr", type=_learning_rate, default=None, help="MNIST only: base learning rate of the recipe")
+    parser.add_argument(
         "--device", default=None, help="compute device, e.g. cpu or cuda (default: CUDA, then MPS, then CPU)"
     )
-    parser.add_argument("--out", required=True, help="path of the JSON file to write")
+    parser.add_argument(
+        "--out", required=True,
+        help="JSON results file; each finished run is recorded as it completes, and an existing file of the same "
+        "arguments is resumed",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing --out file that holds different arguments"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (argument errors exit with status 2 and a message)."""
+    from helpers.datasets import DataUnavailableError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -808,6 +1219,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--methods: {err}")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: seeds must not repeat, got {args.seeds}")
+    allowed = DATASET_PROTOCOLS.get(args.dataset)
+    if args.protocol is not None and allowed is not None and args.protocol not in allowed:
+        parser.error(
+            f"--protocol: dataset {args.dataset!r} has the protocols {', '.join(allowed)}; got {args.protocol!r}"
+        )
+    spec_kwargs = {}
+    for flag, key in (("--recipe", "recipe"), ("--lr", "lr")):
+        value = getattr(args, key)
+        if value is not None:
+            if args.dataset != "mnist":
+                parser.error(f"{flag}: only the mnist dataset has recipes; {args.dataset!r} takes --protocol")
+            spec_kwargs[key] = value
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         parser.error(f"--out: folder {str(out.parent)!r} does not exist")
@@ -815,26 +1238,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = pick_device(args.device)
     except (ValueError, RuntimeError) as err:
         parser.error(f"--device: {err}")
-    runs: list[RunRecord] = []
-    table = run_experiment(
-        args.dataset, methods=methods, seeds=args.seeds, imbalance_ratio=args.imbalance, profile=args.profile,
-        epochs=args.epochs, data_seed=args.data_seed, protocol=args.protocol, device=device, n_max=args.n_max,
-        runs=runs, show_progress=not args.no_progress,
-    )
-    payload = {
-        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"methods": methods},
-        "train_counts": runs[0].counts,
-        "train_config": runs[0].extra.get("config"),
-        "drw_start_epoch": runs[0].extra.get("drw_start_epoch"),
-        "runs": json.loads(table.to_json(orient="records")),
-        "curves": [{"method": r.method, "seed": r.seed, "history": r.history} for r in runs],
-        "provenance": provenance(device),
-    }
-    out.write_text(json.dumps(payload, indent=1))
-    cols = ["accuracy", "balanced_accuracy", "tail_recall", "worst_class_recall"]
-    print(summarize(table, cols).to_string())
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "force", "no_progress")} | {"methods": methods}
+    try:
+        store = ResultsStore(out, config, force=args.force, provenance=provenance(device))
+    except ValueError as err:  # ResultsConflictError included
+        parser.error(f"--out: {err}")
+    done = store.done()
+    if done:
+        print(f"resuming {out}: {len(done)} run(s) already recorded, only the missing ones will run")
+    try:
+        run_experiment(
+            args.dataset, methods=methods, seeds=args.seeds, imbalance_ratio=args.imbalance, profile=args.profile,
+            epochs=args.epochs, data_seed=args.data_seed, protocol=args.protocol, device=device, n_max=args.n_max,
+            show_progress=not args.no_progress, spec_kwargs=spec_kwargs, skip=done, on_result=store.add,
+        )  # fmt: skip
+    except ExperimentConfigError as err:
+        parser.error(str(err))
+    except DataUnavailableError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    store.finish()
+    table = store.table()
+    if store.payload["train_counts"] is not None:
+        print(describe_groups(store.payload["train_counts"]))
+    if table["seed"].nunique() >= 2 and "ce" in set(table["method"]):
+        print(paired_table(table, "ce", methods=methods).to_string())
+    else:
+        print(summarize(table, ["accuracy", "balanced_accuracy", "few_recall", "worst_class_recall"]).to_string())
     print(f"wrote {out}")
     return 0
+
+
+__all__ += ["ONE_PAIR_VERDICT", "ResultsConflictError", "plot_paired_differences", "provenance"]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ with no test example, so it is left out of averages rather than counted as 0).
 * expected calibration error (Guo et al. 2017): :math:`\sum_b \frac{|B_b|}{N} |\mathrm{acc}(B_b) -
   \mathrm{conf}(B_b)|` over ``n_bins`` equal-width confidence bins ``(b/n, (b+1)/n]``.
 
-Head / medium / tail groups are defined by *training* counts (see :func:`class_groups`).
+Many-shot / medium-shot / few-shot groups are defined by *training* counts (see :func:`class_groups`, which
+states the rule it uses: the standard thresholds for 100+ classes, thirds by rank for 10 classes).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import torch.nn.functional as F
 
 from helpers.validation import check_class_counts
 
-GROUPS = ("head", "medium", "tail")
+GROUPS = ("many", "medium", "few")
+#: Older names of the first and last group, kept as aliases in :func:`classification_report`.
+GROUP_ALIASES = {"head_recall": "many_recall", "tail_recall": "few_recall"}
 
 
 def _as_pred(pred: torch.Tensor, num_classes: int | None, name: str = "pred") -> tuple[torch.Tensor, int | None]:
@@ -149,64 +152,142 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, n_bins
     return (gap.abs().sum() / size.sum()).item()
 
 
+#: Absolute thresholds of the standard many/medium/few split (Liu et al. 2019, OLTR; Kang et al. 2020):
+#: many-shot > 100 training images, medium-shot 20..100, few-shot < 20. Made for 100+ classes.
+STANDARD_THRESHOLDS = (20, 100)
+#: Below this many classes the standard thresholds leave groups empty or nearly so, and
+#: :func:`class_groups` splits by rank instead (see ``rule="rank"``).
+STANDARD_MIN_CLASSES = 100
+GROUPING_RULES = ("auto", "rank", "standard", "thresholds")
+
+
+def _grouping_rule(num_classes: int, rule: str, thresholds: tuple[float, float] | None) -> str:
+    if rule not in GROUPING_RULES:
+        raise ValueError(f"rule must be one of {GROUPING_RULES}, got {rule!r}")
+    if thresholds is not None:
+        if rule not in ("auto", "thresholds"):
+            raise ValueError(f"thresholds go with rule='thresholds' (or 'auto'), got rule={rule!r}")
+        return "thresholds"
+    if rule == "thresholds":
+        raise ValueError("rule='thresholds' needs thresholds=(few, many)")
+    if rule == "auto":
+        return "standard" if num_classes >= STANDARD_MIN_CLASSES else "rank"
+    return rule
+
+
 def class_groups(
-    train_counts: torch.Tensor | Sequence[int], thresholds: tuple[float, float] | None = None
+    train_counts: torch.Tensor | Sequence[int],
+    thresholds: tuple[float, float] | None = None,
+    rule: str = "auto",
 ) -> dict[str, list[int]]:
-    r"""Split classes into head / medium / tail by their *training* counts.
+    r"""Split classes into many-shot / medium-shot / few-shot groups by their *training* counts.
 
-    Default rule (relative, works for any dataset size): place each class on the log-count range,
-    :math:`r_c = \log(n_{max}/n_c) / \log(n_{max}/n_{min}) \in [0, 1]`; head if :math:`r_c < 0.3`, tail
-    if :math:`r_c > 0.7`, medium otherwise. For the exponential profile with 10 classes this gives
-    3 head, 4 medium and 3 tail classes at any imbalance ratio (for CIFAR-10-LT at ratio 100: more
-    than 1500, 200 to 1500, fewer than 200 images), and the boundaries fall between classes, not on
-    them; for the step profile, the two halves are head and tail and medium is empty. With equal
-    counts every class is head.
+    Rules (``rule``):
 
-    ``thresholds=(few, many)`` uses absolute counts instead, as Liu et al. (2019) for ImageNet-LT
-    (``(20, 100)``): head if :math:`n_c > \text{many}`, tail if :math:`n_c < \text{few}`, medium otherwise.
+    * ``"standard"``: many if :math:`n_c > 100`, few if :math:`n_c < 20`, medium otherwise (Liu et
+      al. 2019; Kang et al. 2020), the split used for CIFAR-100-LT, ImageNet-LT, Places-LT and
+      iNaturalist. It is made for 100 and more classes.
+    * ``"rank"``: by thirds of the classes ordered by training count: the ``round(0.3 C)`` largest
+      classes are many, the ``round(0.3 C)`` smallest few, the rest medium (3 / 4 / 3 for 10
+      classes). Classes with equal counts always share a group (a tie with a many class is many, then
+      a tie with a few class is few), so the step profile gives its two halves and an empty medium
+      group, and a balanced set is all many. Used for 10-class sets (MNIST-LT, CIFAR-10-LT), where the
+      standard thresholds leave groups empty or of one or two classes (CIFAR-10-LT at ratio 100 has
+      8 classes above 100 images and none below 20), so a group mean would rest on one class; by
+      rank every group of the exponential profile has 3 or 4 classes, and on its log-count axis the
+      cuts fall at equal thirds (about 30% and 70% of the way from head to tail).
+    * ``"thresholds"``: ``thresholds=(few, many)`` in absolute counts: many if :math:`n_c > 	ext{many}`,
+      few if :math:`n_c < 	ext{few}`.
+    * ``"auto"`` (default): ``"thresholds"`` when ``thresholds`` is given, else ``"standard"`` for
+      100 or more classes and ``"rank"`` below. :func:`describe_groups` says in words which rule
+      applied and what it gave.
 
     Returns:
-        ``{"head": [...], "medium": [...], "tail": [...]}``, class indices in increasing order.
+        ``{"many": [...], "medium": [...], "few": [...]}``, class indices in increasing order.
     """
     counts = check_class_counts(train_counts, name="train_counts")
-    if thresholds is not None:
-        few, many = (float(t) for t in thresholds)
+    chosen = _grouping_rule(len(counts), rule, thresholds)
+    if chosen in ("thresholds", "standard"):
+        few, many = (float(t) for t in (thresholds if chosen == "thresholds" else STANDARD_THRESHOLDS))
         if not few <= many:
             raise ValueError(f"thresholds must be (few, many) with few <= many, got {thresholds}")
         head, tail = counts > many, counts < few
     else:
-        spread = math.log(counts.max().item() / counts.min().item())
-        position = (counts.max() / counts).log() / spread if spread > 0 else torch.zeros_like(counts)
-        head, tail = position < 0.3, position > 0.7
+        k = max(1, round(0.3 * len(counts)))
+        ordered = counts.sort(descending=True).values
+        head = counts >= ordered[k - 1]
+        tail = (counts <= ordered[-k]) & ~head
     medium = ~head & ~tail
     return {name: mask.nonzero().flatten().tolist() for name, mask in zip(GROUPS, (head, medium, tail), strict=True)}
 
 
+def describe_groups(
+    train_counts: torch.Tensor | Sequence[int], thresholds: tuple[float, float] | None = None, rule: str = "auto"
+) -> str:
+    """One sentence naming the grouping rule :func:`class_groups` applied and the groups it gave.
+
+    Example (CIFAR-10-LT, ratio 100): ``"many/medium/few by rank of training count (3 largest,
+    4 middle, 3 smallest of 10 classes): many = 3 classes (1077-4900 images), medium = 4 classes
+    (139-645), few = 3 classes (49-83)"``.
+    """
+    counts = check_class_counts(train_counts, name="train_counts")
+    chosen = _grouping_rule(len(counts), rule, thresholds)
+    groups = class_groups(counts, thresholds, rule)
+    sizes = {g: len(v) for g, v in groups.items()}
+    if chosen == "rank":
+        head = (f"many/medium/few by rank of training count ({sizes['many']} largest, {sizes['medium']} middle, "
+                f"{sizes['few']} smallest of {len(counts)} classes; ties share a group)")  # fmt: skip
+    else:
+        few, many = thresholds if chosen == "thresholds" else STANDARD_THRESHOLDS
+        label = "standard thresholds" if chosen == "standard" else "thresholds"
+        head = f"many/medium/few by {label} (many > {many:g}, medium {few:g}-{many:g}, few < {few:g} training images)"
+
+    def part(name: str) -> str:
+        idx = groups[name]
+        if not idx:
+            return f"{name} = no class"
+        values = counts[idx]
+        low, high = int(values.min()), int(values.max())
+        span = f"{low}" if low == high else f"{low}-{high}"
+        return f"{name} = {len(idx)} class{'es' if len(idx) != 1 else ''} ({span} images)"
+
+    return f"{head}: " + ", ".join(part(g) for g in GROUPS)
+
+
 def group_recall(
-    recall: torch.Tensor, train_counts: torch.Tensor | Sequence[int], thresholds: tuple[float, float] | None = None
+    recall: torch.Tensor,
+    train_counts: torch.Tensor | Sequence[int],
+    thresholds: tuple[float, float] | None = None,
+    rule: str = "auto",
 ) -> dict[str, float]:
-    """Mean recall of the head, medium and tail classes (:func:`class_groups`); ``NaN`` for an empty group.
+    """Mean recall of the many, medium and few groups (:func:`class_groups`); ``NaN`` for an empty group.
 
     Args:
         recall: per-class recall ``(C,)`` (e.g. :func:`per_class_recall`); NaN entries are skipped.
         train_counts: training examples per class, ``C`` positive integers.
-        thresholds: see :func:`class_groups`.
+        thresholds, rule: see :func:`class_groups`.
     """
     recall = torch.as_tensor(recall, dtype=torch.float64).cpu()
-    groups = class_groups(train_counts, thresholds)
+    groups = class_groups(train_counts, thresholds, rule)
     if recall.dim() != 1 or recall.numel() != sum(len(g) for g in groups.values()):
         raise ValueError(f"recall must have shape ({len(torch.as_tensor(train_counts))},), got {tuple(recall.shape)}")
     return {name: recall[idx].nanmean().item() if idx else math.nan for name, idx in groups.items()}
 
 
 def classification_report(
-    logits: torch.Tensor, target: torch.Tensor, train_counts: torch.Tensor | Sequence[int], n_bins: int = 15
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    train_counts: torch.Tensor | Sequence[int],
+    n_bins: int = 15,
+    rule: str = "auto",
 ) -> dict[str, float]:
     """All scalar metrics of a model's ``logits`` ``(N, C)`` on ``target`` ``(N,)``.
 
-    Keys: ``accuracy``, ``balanced_accuracy``, ``worst_class_recall``, ``macro_f1``, ``head_recall``,
-    ``medium_recall``, ``tail_recall`` (groups by ``train_counts``, see :func:`class_groups`), ``ece``
-    (of the softmax probabilities) and ``nll`` (mean cross-entropy).
+    Keys: ``accuracy``, ``balanced_accuracy``, ``worst_class_recall``, ``macro_f1``, ``many_recall``,
+    ``medium_recall``, ``few_recall`` (groups by ``train_counts`` under ``rule``, see
+    :func:`class_groups` and :func:`describe_groups`), ``ece`` (of the softmax probabilities) and
+    ``nll`` (mean cross-entropy). ``head_recall`` and ``tail_recall`` repeat ``many_recall`` and
+    ``few_recall`` under their older names (:data:`GROUP_ALIASES`).
     """
     num_classes = len(check_class_counts(train_counts, name="train_counts"))
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
@@ -214,13 +295,14 @@ def classification_report(
     logits = logits.float()
     pred, target, _ = _prepare(logits, target, num_classes)
     recall = per_class_recall(pred, target, num_classes)
-    groups = group_recall(recall, train_counts)
+    groups = {f"{name}_recall": value for name, value in group_recall(recall, train_counts, rule=rule).items()}
     return {
         "accuracy": accuracy(pred, target),
         "balanced_accuracy": recall.nanmean().item(),
         "worst_class_recall": _worst(recall),
         "macro_f1": macro_f1(pred, target, num_classes),
-        **{f"{name}_recall": value for name, value in groups.items()},
+        **groups,
+        **{alias: groups[name] for alias, name in GROUP_ALIASES.items()},
         "ece": expected_calibration_error(logits.softmax(1), target, n_bins),
         "nll": F.cross_entropy(logits, target).item(),
     }

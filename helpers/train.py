@@ -61,6 +61,12 @@ class TrainConfig:
         gamma: decay factor of the step schedule.
         balanced_sampling: draw each batch with replacement so that every class is equally likely
             (class-balanced resampling) instead of a shuffled pass over the data.
+        sampling_weights: per-class weight ``w_c`` of each *example* when drawing with replacement:
+            an example of class ``c`` is drawn with probability proportional to ``w_c``, so class
+            ``c`` gets a share proportional to ``n_c w_c`` (``w_c = 1/n_c`` is class-balanced;
+            Cao et al.'s "CB RS" uses ``w_c = (1 - beta) / (1 - beta^n_c)``). None: uniform over
+            classes when ``balanced_sampling``, a shuffled pass otherwise. Implies drawing with
+            replacement.
         amp: mixed precision (float16 autocast with gradient scaling, or bfloat16 where the GPU
             supports it) on CUDA; ignored on other devices.
         channels_last: store the model and every 4-D batch in ``channels_last`` memory layout.
@@ -85,6 +91,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     balanced_sampling: bool = False
+    sampling_weights: tuple[float, ...] | None = None
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -121,11 +128,20 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.sampling_weights is not None:
+            weights = tuple(float(w) for w in self.sampling_weights)
+            if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
+                raise ValueError(
+                    f"sampling_weights must be one positive finite weight per class, got {self.sampling_weights!r}"
+                )
+            self.sampling_weights = weights
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-serialisable dict."""
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        if self.sampling_weights is not None:
+            d["sampling_weights"] = list(self.sampling_weights)
         return d
 
 
@@ -208,13 +224,28 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> N
 
 
 def _epoch_indices(
-    y: torch.Tensor, balanced: bool, generator: torch.Generator, num_classes: int
+    y: torch.Tensor,
+    balanced: bool,
+    generator: torch.Generator,
+    num_classes: int,
+    class_weights: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
-    """One epoch of example indices (CPU int64): a permutation, or class-balanced draws with replacement."""
+    """One epoch of example indices (CPU int64): a permutation, or weighted draws with replacement.
+
+    With ``class_weights`` an example of class ``c`` is drawn with probability proportional to
+    ``class_weights[c]``; with ``balanced`` alone every present class gets probability ``1/K``.
+    """
     n = y.shape[0]
-    if not balanced:
+    if not balanced and class_weights is None:
         return torch.randperm(n, generator=generator)
     labels = y.cpu()
+    if class_weights is not None:
+        if len(class_weights) < num_classes:
+            raise ValueError(
+                f"sampling_weights has {len(class_weights)} entries but the labels have {num_classes} classes"
+            )
+        per_example = torch.tensor(class_weights, dtype=torch.float64)[labels]
+        return torch.multinomial(per_example, n, replacement=True, generator=generator)
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
     present = counts > 0
     # every present class gets probability 1/K; within a class, examples are equally likely
@@ -328,7 +359,9 @@ def train(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        order = _epoch_indices(y_train, config.balanced_sampling, order_gen, num_classes).to(device)
+        order = _epoch_indices(
+            y_train, config.balanced_sampling, order_gen, num_classes, config.sampling_weights
+        ).to(device)
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         start = time.perf_counter()
         for begin in range(0, n, config.batch_size):

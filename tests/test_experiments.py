@@ -1,7 +1,9 @@
 """Unit tests for helpers.experiments: methods registry, runner on user tensors, and the CLI (tiny data)."""
 
 import json
+import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from helpers.train import TrainConfig
 
 EXPECTED_METHODS = {
     "ce", "ce_inv", "ce_cb", "resample", "focal_g1", "focal_g2", "cb_focal", "ldam", "ldam_drw", "ce_drw",
-    "la_loss", "balanced_softmax", "posthoc_la",
+    "la_loss", "balanced_softmax", "posthoc_la", "cb_resample", "cb_focal_sigmoid", "crt", "tau_norm",
 }
 
 
@@ -201,6 +203,93 @@ def test_cli_help_documents_every_flag(capsys):
         assert name in text
 
 
-def test_cifar_dataset_is_registered_lazily():
-    assert "cifar10" in DATASETS and "mnist" in DATASETS
-    assert experiments._cifar10_spec.__name__ == "_cifar10_spec"
+def test_dependency_runs_one_way_cifar_never_imports_experiments():
+    """helpers.cifar builds DatasetSpec from helpers.longtail_types; only experiments imports cifar."""
+    import ast
+    import inspect
+
+    from helpers import cifar, longtail_types
+
+    assert {"mnist", "cifar10", "cifar100"} <= set(DATASETS)
+    for module in (cifar, longtail_types):
+        tree = ast.parse(inspect.getsource(module))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "helpers.experiments" not in imported and "importlib" not in imported, module.__name__
+    assert experiments.DatasetSpec is longtail_types.DatasetSpec is cifar.DatasetSpec
+
+
+def test_each_seed_draws_its_own_data_unless_the_data_seed_is_fixed():
+    data = blob_tensors()
+    common = dict(methods=["ce"], imbalance_ratio=10, config=TINY, val_per_class=10, show_progress=False)
+    paired_runs, fixed_runs = [], []
+    paired = run_experiment(data, mlp, seeds=[0, 1], runs=paired_runs, **common)
+    fixed = run_experiment(data, mlp, seeds=[0, 1], data_seed=0, runs=fixed_runs, **common)
+    assert paired["data_seed"].tolist() == [0, 1] and fixed["data_seed"].tolist() == [0, 0]
+    assert [r.pair for r in paired_runs] == [(0, 0), (1, 1)] and [r.pair for r in fixed_runs] == [(0, 0), (1, 0)]
+    # Pair 0 is the same run either way; seed 1 trained on another draw differs from seed 1 on draw 0.
+    assert torch.equal(paired_runs[0].test_logits, fixed_runs[0].test_logits)
+    assert not torch.equal(paired_runs[1].test_logits, fixed_runs[1].test_logits)
+    # The validation split is balanced and drawn per data seed.
+    val0, val1 = paired_runs[0].extra["val_logits"], paired_runs[1].extra["val_logits"]
+    assert val0.shape == val1.shape == (30, 3)
+    _, counts = experiments.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
+    parts0, _ = experiments.tensors_spec(data, 10, "exp", seed=0, val_per_class=10)
+    parts1, _ = experiments.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
+    assert torch.bincount(parts1["y_val"]).tolist() == [10, 10, 10]
+    assert not torch.equal(parts0["x_val"], parts1["x_val"]) and not torch.equal(parts0["x_train"], parts1["x_train"])
+    with pytest.raises(ValueError, match="data_seed"):
+        run_experiment(data, mlp, seeds=[0], data_seed=-1, **common)
+
+
+def fake_table(values: dict, val_values: dict | None = None, data_seeds=None) -> pd.DataFrame:
+    """A runs table with given balanced accuracies per method over pairs (seed i, data seed i)."""
+    rows = []
+    for method, scores in values.items():
+        for i, score in enumerate(scores):
+            val = (val_values or values)[method][i]
+            rows.append({"method": method, "seed": i, "data_seed": i if data_seeds is None else data_seeds[i],
+                         "balanced_accuracy": score, "val_balanced_accuracy": val, "many_recall": 0.9,
+                         "medium_recall": 0.5, "few_recall": score, "diverged": False})
+    return pd.DataFrame(rows)
+
+
+def test_paired_table_uses_paired_t_intervals_and_computed_verdicts():
+    from helpers.stats import QUICK_VERDICT, paired_difference
+
+    ce = [0.60, 0.70, 0.65, 0.55]
+    table = fake_table({
+        "ce": ce,
+        "better": [c + d for c, d in zip(ce, [0.05, 0.06, 0.04, 0.05], strict=True)],  # consistent gain: paired CI > 0
+        "noisy": [c + d for c, d in zip(ce, [0.05, -0.06, 0.04, -0.03], strict=True)],
+    })
+    stats = experiments.paired_stats(table, quick=False)
+    expected = paired_difference(table[table.method == "better"]["balanced_accuracy"], ce)
+    assert stats.loc["better", "diff"] == pytest.approx(expected.mean)
+    low_high = (stats.loc["better", "diff_low"], stats.loc["better", "diff_high"])
+    assert low_high == pytest.approx((expected.low, expected.high))
+    assert stats.loc["better", "verdict"] == "improves" and stats.loc["noisy", "verdict"] == "cannot be told apart from"
+    assert stats.loc["ce", "verdict"] == "baseline" and stats.loc["better", "n_pairs"] == 4
+    # The unpaired spreads overlap although the paired interval excludes zero: pairing is the point.
+    assert stats.loc["better", "mean"] - stats.loc["better", "std"] < stats.loc["ce", "mean"] + stats.loc["ce", "std"]
+    assert experiments.paired_stats(table, quick=True).loc["better", "verdict"] == QUICK_VERDICT
+    shown = experiments.paired_table(table, quick=False)
+    assert shown.loc["better", "vs ce, 95% CI"].startswith("+5.0 [") and shown.loc["better", "verdict"] == "improves"
+    assert shown.loc["ce", "many / medium / few recall (test)"].startswith("90.0 / 50.0 / ")
+    with pytest.raises(ValueError, match="baseline"):
+        experiments.paired_stats(table, baseline="la_loss")
+
+
+def test_val_best_set_names_a_winner_only_when_validation_separates_it():
+    val = {"ce": [0.60, 0.70, 0.65], "a": [0.70, 0.80, 0.75], "b": [0.69, 0.81, 0.74], "c": [0.50, 0.55, 0.52]}
+    table = fake_table(val)
+    assert sorted(experiments.val_best_set(table)) == ["a", "b"]  # a and b cannot be told apart on validation
+    stats = experiments.paired_stats(table, quick=False)
+    assert stats["val_tied_best"].to_dict() == {"ce": False, "a": True, "b": True, "c": False}
+    one_pair = fake_table({m: v[:1] for m, v in val.items()})
+    assert sorted(experiments.val_best_set(one_pair)) == ["a", "b", "c", "ce"]  # one pair separates nothing
+    one = experiments.paired_stats(one_pair, quick=False)
+    assert one.loc["a", "verdict"] == experiments.ONE_PAIR_VERDICT and math.isnan(one.loc["a", "diff_low"])
+    diverged = fake_table({**val, "d": [0.99, math.nan, 0.99]})
+    assert "d" not in experiments.val_best_set(diverged)
+    assert experiments.paired_stats(diverged, quick=False).loc["d", "n_pairs"] == 2

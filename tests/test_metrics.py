@@ -6,12 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers.imbalance import long_tailed_counts
 from helpers.metrics import (
     accuracy,
     balanced_accuracy,
     class_groups,
     classification_report,
     confusion_matrix,
+    describe_groups,
     expected_calibration_error,
     group_recall,
     macro_f1,
@@ -74,18 +76,48 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(probs, torch.tensor([1, 1, 1, 1]), n_bins=1) == pytest.approx(0.75)
 
 
-def test_groups_by_training_count():
-    # log-count positions log(100 / n) / log(100): 0, 0.15, 0.5, 1.
+def test_groups_by_rank_for_small_class_sets():
+    # 4 classes: round(0.3 * 4) = 1 class per end group.
     counts = [100, 50, 10, 1]
-    assert class_groups(counts) == {"head": [0, 1], "medium": [2], "tail": [3]}
+    assert class_groups(counts) == {"many": [0], "medium": [1, 2], "few": [3]}
     recall = torch.tensor([1.0, 0.5, 0.25, 0.0])
-    assert group_recall(recall, counts) == {"head": 0.75, "medium": 0.25, "tail": 0.0}
-    assert class_groups(counts, thresholds=(20, 60)) == {"head": [0], "medium": [1], "tail": [2, 3]}
+    assert group_recall(recall, counts) == {"many": 1.0, "medium": 0.375, "few": 0.0}
+    assert class_groups(counts, thresholds=(20, 60)) == {"many": [0], "medium": [1], "few": [2, 3]}
+    # Ties share a group: the step profile gives its two halves and no medium group.
     step = group_recall(torch.tensor([1.0, 0.8, 0.2, 0.4]), [500, 500, 5, 5])
-    assert step["head"] == pytest.approx(0.9) and math.isnan(step["medium"]) and step["tail"] == pytest.approx(0.3)
-    assert class_groups([7, 7, 7]) == {"head": [0, 1, 2], "medium": [], "tail": []}
+    assert step["many"] == pytest.approx(0.9) and math.isnan(step["medium"]) and step["few"] == pytest.approx(0.3)
+    assert class_groups([7, 7, 7]) == {"many": [0, 1, 2], "medium": [], "few": []}
     # A class without test examples (NaN recall) is skipped within its group.
-    assert group_recall(torch.tensor([1.0, math.nan, 0.5, 0.0]), counts)["head"] == 1.0
+    assert group_recall(torch.tensor([1.0, math.nan, 0.5, 0.0]), counts)["many"] == 1.0
+
+
+def test_ten_class_grouping_is_3_4_3_and_why_not_the_standard_thresholds():
+    cifar10_lt = long_tailed_counts(4900, 10, 100)  # [4900, 2937, ..., 81, 49]
+    groups = class_groups(cifar10_lt)
+    assert groups == {"many": [0, 1, 2], "medium": [3, 4, 5, 6], "few": [7, 8, 9]}
+    # The standard thresholds leave the few-shot group empty on CIFAR-10-LT (no class below 20 images)
+    # and put 8 of 10 classes in "many": the reason the 10-class sets group by rank.
+    standard = class_groups(cifar10_lt, rule="standard")
+    assert standard["few"] == [] and len(standard["many"]) == 8
+    text = describe_groups(cifar10_lt)
+    assert "by rank" in text and "many = 3 classes (1760-4900 images)" in text and "few = 3 classes (49-136" in text
+    mnist_lt = long_tailed_counts(2000, 10, 100)
+    assert [len(v) for v in class_groups(mnist_lt).values()] == [3, 4, 3]
+
+
+def test_hundred_class_sets_use_the_standard_thresholds():
+    cifar100_lt = long_tailed_counts(450, 100, 100)
+    groups = class_groups(cifar100_lt)
+    counts = torch.tensor(cifar100_lt)
+    assert all(counts[groups["many"]] > 100) and all(counts[groups["few"]] < 20)
+    assert all((counts[groups["medium"]] >= 20) & (counts[groups["medium"]] <= 100))
+    assert sum(len(v) for v in groups.values()) == 100 and min(len(v) for v in groups.values()) >= 30
+    assert "standard thresholds (many > 100, medium 20-100, few < 20" in describe_groups(cifar100_lt)
+    assert class_groups(cifar100_lt, rule="rank") != groups
+    with pytest.raises(ValueError, match="rule must be one of"):
+        class_groups(cifar100_lt, rule="tercile")
+    with pytest.raises(ValueError, match="needs thresholds"):
+        class_groups(cifar100_lt, rule="thresholds")
 
 
 def test_classification_report():
@@ -97,8 +129,10 @@ def test_classification_report():
         "balanced_accuracy",
         "worst_class_recall",
         "macro_f1",
-        "head_recall",
+        "many_recall",
         "medium_recall",
+        "few_recall",
+        "head_recall",
         "tail_recall",
         "ece",
         "nll",
@@ -106,7 +140,8 @@ def test_classification_report():
     assert report["accuracy"] == pytest.approx(0.75)
     assert report["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
     assert report["worst_class_recall"] == pytest.approx(0.5)
-    assert (report["head_recall"], report["medium_recall"], report["tail_recall"]) == (1.0, 0.5, 1.0)
+    assert (report["many_recall"], report["medium_recall"], report["few_recall"]) == (1.0, 0.5, 1.0)
+    assert (report["head_recall"], report["tail_recall"]) == (report["many_recall"], report["few_recall"])
     assert report["macro_f1"] == pytest.approx(macro_f1(logits, target))
     assert report["ece"] == pytest.approx(expected_calibration_error(logits.softmax(1), target))
     assert report["nll"] == pytest.approx(F.cross_entropy(logits, target).item())

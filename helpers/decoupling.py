@@ -1,0 +1,138 @@
+r"""Decoupling representation and classifier (Kang et al., ICLR 2020) on a model trained with cross-entropy.
+
+Kang et al. {cite}`kang2020decoupling` train the network once with plain cross-entropy and instance-balanced
+sampling, keep its features, and re-balance only the classifier. Two of their methods need no new
+training of the backbone:
+
+* **cRT** (classifier re-training, :func:`classifier_retraining`): freeze the features, re-initialise the
+  last linear layer and train it alone with *class-balanced* sampling (every class equally likely per
+  draw). Here the features are computed once, without augmentation, and the new layer is trained on them
+  (Kang et al. re-run the frozen backbone on augmented images each epoch; on the book's budgets the
+  features are computed once, which makes cRT cost seconds).
+* **τ-normalisation** (:func:`tau_normalized_logits`): divide each class's weight vector by a power
+  of its norm, :math:`\tilde w_c = w_c / \lVert w_c \rVert^{\tau}`, and score
+  :math:`z_c = \tilde w_c^\top f(x)` (the bias is dropped, as in the authors' evaluation code).
+  :math:`\tau = 0` keeps the weights (bias-free), :math:`\tau = 1` gives every class a unit-norm weight.
+  Head classes learn larger norms under instance-balanced training, so shrinking them helps the tail.
+  :math:`\tau` is chosen on the balanced validation set (:func:`choose_tau`).
+
+``f(x)`` is the input of the model's last :class:`torch.nn.Linear` (:func:`penultimate_features`),
+captured with a forward hook, so any model whose classifier is its last ``nn.Linear`` works
+(:class:`helpers.models.MnistNet`, :class:`helpers.cifar.ResNet32`, :class:`helpers.cifar.FastNet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from helpers.metrics import balanced_accuracy
+from helpers.train import TrainConfig, predict_logits, train
+
+__all__ = [
+    "CRT_CONFIG",
+    "TAU_GRID",
+    "choose_tau",
+    "classifier_retraining",
+    "last_linear",
+    "penultimate_features",
+    "tau_normalized_logits",
+]
+
+#: The cRT recipe on frozen features: 10 epochs (Kang et al. re-train for 10 epochs), class-balanced
+#: sampling, AdamW at 1e-2 with cosine decay and weight decay 5e-4, batches of 256.
+CRT_CONFIG = TrainConfig(
+    epochs=10, batch_size=256, lr=1e-2, optimizer="adamw", weight_decay=5e-4, schedule="cosine",
+    balanced_sampling=True,
+)
+#: The τ values tried on the validation set: 0, 0.1, ..., 2.0.
+TAU_GRID = tuple(round(0.1 * k, 1) for k in range(21))
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last :class:`nn.Linear` (its classifier), or ``ValueError`` if it has none."""
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    if last is None:
+        raise ValueError(
+            "decoupling needs a model whose classifier is its last nn.Linear; this model has none "
+            "(a cosine head such as NormedLinear is not one)"
+        )
+    return last
+
+
+@torch.no_grad()
+def penultimate_features(
+    model: nn.Module,
+    x: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 1024,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Inputs of the model's last ``nn.Linear`` for ``x`` (eval mode), ``float32`` ``(N, D)`` on ``x``'s device."""
+    head = last_linear(model)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float()))
+    try:
+        predict_logits(model, x, batch_size=batch_size, transform=transform, channels_last=channels_last)
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def classifier_retraining(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    seed: int = 0,
+    config: TrainConfig = CRT_CONFIG,
+) -> nn.Linear:
+    """cRT: a fresh ``nn.Linear(D, num_classes)`` trained on frozen ``features`` with class-balanced sampling.
+
+    Args:
+        features: ``(N, D)`` floating features of the training set (:func:`penultimate_features`).
+        labels: ``(N,)`` int64 labels, on the same device.
+        num_classes: output width.
+        seed: seeds the initialisation and the draws.
+        config: the recipe (default :data:`CRT_CONFIG`); class-balanced sampling is forced on.
+
+    Returns:
+        The trained linear layer (on ``features``' device).
+    """
+    if not torch.is_floating_point(features) or features.dim() != 2:
+        raise ValueError(f"features must be a floating tensor of shape (N, D), got {tuple(features.shape)}")
+    torch.manual_seed(seed)
+    head = nn.Linear(features.shape[1], num_classes).to(features.device)
+    cfg = TrainConfig(**{**config.to_dict(), "seed": seed, "balanced_sampling": True,
+                         "milestones": tuple(config.milestones)})  # fmt: skip
+    train(head, nn.CrossEntropyLoss(), features, labels, cfg, show_progress=False)
+    return head.eval()
+
+
+def tau_normalized_logits(features: torch.Tensor, weight: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""Logits :math:`z_{ic} = f_i^\top w_c / \lVert w_c \rVert^{\tau}` for features ``(N, D)``, weight ``(C, D)``."""
+    if weight.dim() != 2 or features.dim() != 2 or weight.shape[1] != features.shape[1]:
+        raise ValueError(
+            "need features (N, D) and weight (C, D) with the same D, got "
+            f"{tuple(features.shape)} and {tuple(weight.shape)}"
+        )
+    if not tau >= 0:
+        raise ValueError(f"tau must be >= 0, got {tau!r}")
+    w = weight.detach().to(features.dtype)
+    return features @ (w / w.norm(dim=1, keepdim=True).pow(tau)).T
+
+
+def choose_tau(
+    val_features: torch.Tensor, val_labels: torch.Tensor, weight: torch.Tensor, grid: Sequence[float] = TAU_GRID
+) -> tuple[float, dict[float, float]]:
+    """The τ of ``grid`` with the highest validation balanced accuracy (the smallest on a tie), and every score."""
+    if not len(grid):
+        raise ValueError("grid must hold at least one tau")
+    labels = val_labels.to(val_features.device)
+    scores = {float(t): balanced_accuracy(tau_normalized_logits(val_features, weight, float(t)), labels) for t in grid}
+    best = max(scores.values())
+    return min(t for t, s in scores.items() if s == best), scores
