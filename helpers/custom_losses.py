@@ -4,7 +4,10 @@ Each class follows the conventions of :mod:`torch.nn` losses: ``reduction`` in
 ``{'none', 'mean', 'sum'}``, a weighted ``'mean'`` divides by the total weight (as
 ``F.cross_entropy`` does), weights are registered buffers (so ``.to()`` and ``state_dict`` work),
 dtype and device follow the input, and bad arguments raise ``ValueError``/``TypeError`` naming the
-argument and the expected shape or dtype.
+argument and the expected shape or dtype. ``forward`` reads no tensor value on the host: value checks
+(targets in range, probabilities in ``[0, 1]``) go through :func:`helpers.validation.check_values`, a
+``ValueError`` in eager mode on the CPU and a device-side assertion elsewhere, so a loss neither
+synchronises with a GPU nor breaks ``torch.compile(fullgraph=True)``.
 
 * :class:`SigmoidFocalLoss` -- the binary/multi-label focal loss of RetinaNet; equal to
   :func:`torchvision.ops.sigmoid_focal_loss` up to rounding, with the modulating factor computed in
@@ -27,7 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.validation import check_class_targets, check_class_weight, check_reduction, reduce_loss
+from helpers.validation import (
+    check_class_targets,
+    check_class_weight,
+    check_reduction,
+    check_values,
+    check_weight_length,
+    reduce_loss,
+)
 
 __all__ = ["LabelSmoothingCrossEntropy", "SigmoidFocalLoss", "SoftDiceLoss", "UncertaintyWeightedLoss"]
 
@@ -96,8 +106,11 @@ class SigmoidFocalLoss(nn.Module):
             )
         if target.shape != input.shape:
             raise ValueError(f"target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}")
-        if target.numel() and (target.min() < 0 or target.max() > 1):
-            raise ValueError(f"target values must be in [0, 1], got min {target.min():g} and max {target.max():g}")
+        check_values(
+            (target >= 0) & (target <= 1),
+            "target values must be in [0, 1]",
+            lambda: f", got min {target.min():g} and max {target.max():g}",
+        )
         target = target.to(input.dtype)
         loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
         if self.gamma != 0:
@@ -167,7 +180,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the label-smoothed cross-entropy of logits ``input`` against class indices ``target``."""
         num_classes = check_class_targets(input, target, self.ignore_index)
-        check_class_weight(self.weight, num_classes)
+        check_weight_length(self.weight, num_classes)
         log_p = F.log_softmax(input, dim=1)
         valid = target != self.ignore_index
         safe_target = target.masked_fill(~valid, 0).unsqueeze(1)
@@ -244,11 +257,11 @@ class SoftDiceLoss(nn.Module):
             raise TypeError(f"input must be a floating-point tensor of probabilities, got dtype {input.dtype}")
         if input.dim() < 3:
             raise ValueError(f"input must have shape (N, C, d1, ...), e.g. (N, C, H, W), got {tuple(input.shape)}")
-        if input.numel() and (input.min() < 0 or input.max() > 1):
-            raise ValueError(
-                f"input must hold probabilities in [0, 1] (apply softmax or sigmoid to logits first), "
-                f"got min {input.min():g} and max {input.max():g}"
-            )
+        check_values(
+            (input >= 0) & (input <= 1),
+            "input must hold probabilities in [0, 1] (apply softmax or sigmoid to logits first)",
+            lambda: f", got min {input.min():g} and max {input.max():g}",
+        )
         num_classes = input.shape[1]
         mask = None
         if torch.is_floating_point(target):
@@ -273,7 +286,7 @@ class SoftDiceLoss(nn.Module):
         loss = 1.0 - (2.0 * intersection + self.smooth) / (denominator + self.smooth)
         if self.weight is None:
             return reduce_loss(loss, self.reduction)
-        check_class_weight(self.weight, num_classes)
+        check_weight_length(self.weight, num_classes)
         w = self.weight.to(dtype=loss.dtype, device=loss.device)
         rows = 1 if self.batch_dice else loss.shape[0]
         return reduce_loss(loss * w, self.reduction, weight_sum=w.sum() * rows)

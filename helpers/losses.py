@@ -11,9 +11,12 @@ Loss modules (``torch.nn`` conventions: ``forward(input, target)`` with logits `
 ``(N, C, d1, ...)`` and ``int64`` class indices ``(N)`` or ``(N, d1, ...)``; ``reduction`` in
 ``'none' | 'mean' | 'sum'``; a weighted ``'mean'`` divides by the summed weights of the targets, as
 :func:`torch.nn.functional.cross_entropy` does; per-class weights are the registered buffer ``weight``,
-which may be ``None``; the result has the dtype and device of the input):
+which may be ``None``; the result has the dtype and device of the input; ``forward`` never reads a
+tensor value on the host, so it does not synchronise with a GPU and compiles with
+``torch.compile(fullgraph=True)``, see :mod:`helpers.validation`):
 
-* :class:`FocalLoss` (Lin et al. 2017 {cite}`lin2017focal`), softmax form, optional per-class alpha;
+* :class:`FocalLoss` (Lin et al. 2017 {cite}`lin2017focal`), softmax form, optional per-class alpha and
+  ``ignore_index``;
 * :class:`LDAMLoss` (Cao et al. 2019 {cite}`cao2019ldam`);
 * :class:`LogitAdjustedLoss` (Menon et al. 2021 {cite}`menon2021logitadjustment`);
 * :class:`BalancedSoftmaxLoss` (Ren et al. 2020 {cite}`ren2020balancedsoftmax`);
@@ -32,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.validation import check_class_counts, check_class_targets, check_class_weight, check_reduction, reduce_loss
+from helpers.validation import (
+    check_class_counts,
+    check_class_targets,
+    check_class_weight,
+    check_reduction,
+    check_weight_length,
+    reduce_loss,
+)
 
 Counts = torch.Tensor | Sequence[int]
 
@@ -136,15 +146,14 @@ class _ClassLoss(nn.Module):
         weight = check_class_weight(weight, num_classes)
         self.register_buffer("weight", None if weight is None else weight.detach().clone())
 
-    def _check(self, input: torch.Tensor, target: torch.Tensor) -> int:
-        num_classes = check_class_targets(input, target)
+    def _check(self, input: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> int:
+        num_classes = check_class_targets(input, target, ignore_index)
         if self.num_classes is not None and num_classes != self.num_classes:
             raise ValueError(
                 f"input has {num_classes} classes (dim 1 of shape {tuple(input.shape)}) but "
                 f"{type(self).__name__} was built for {self.num_classes} classes"
             )
-        if self.weight is not None and self.weight.numel() != num_classes:
-            raise ValueError(f"weight has {self.weight.numel()} entries but input has {num_classes} classes")
+        check_weight_length(self.weight, num_classes)
         return num_classes
 
     def _weight_like(self, input: torch.Tensor) -> torch.Tensor | None:
@@ -168,26 +177,51 @@ class FocalLoss(_ClassLoss):
     \exp\big(\gamma\,[\operatorname{logsumexp}_{j \ne t} x_j - \operatorname{logsumexp}_j x_j]\big)`,
     never from :math:`1 - p_t` itself: that difference rounds to 0 for a confident prediction, and
     :math:`0^{\gamma}` has an infinite derivative for :math:`\gamma < 1`, which makes the gradient NaN.
-    With ``gamma=0`` and ``alpha=None`` this is exactly cross-entropy; with ``gamma=0`` and ``alpha=w`` it
-    is ``F.cross_entropy(weight=w)``. "Class-balanced focal loss" (Cui et al. 2019) is
-    ``FocalLoss(gamma, alpha=class_balanced_weights(counts, beta))``.
+    With ``gamma=0`` this is exactly ``F.cross_entropy(input, target, weight=alpha, ignore_index=...)``.
+
+    Positions whose target equals ``ignore_index`` contribute 0 and are left out of the ``'mean'``
+    denominator, as in :func:`torch.nn.functional.cross_entropy`: ``'mean'`` divides by the number of
+    kept targets, or with ``alpha`` by :math:`\sum_i \alpha_{y_i}` over the kept targets (a batch
+    whose targets are all ignored gives 0/0 = NaN, as cross-entropy does).
+
+    This is the *softmax* focal loss: one probability per example, :math:`\alpha` a per-class weight
+    of the example's label. It is not the loss of the focal-loss paper's experiments, which is the
+    *sigmoid* focal loss of RetinaNet (``torchvision.ops.sigmoid_focal_loss``,
+    :class:`helpers.custom_losses.SigmoidFocalLoss`): one binary problem per class, and
+    :math:`\alpha` the weight of the positive entries (:math:`1-\alpha` for the negatives). Nor is
+    ``FocalLoss(alpha=class_balanced_weights(counts, beta))`` the "class-balanced focal loss" of Cui et
+    al. (2019) {cite}`cui2019classbalanced`: theirs is the sigmoid focal loss summed over the classes,
+    every term of an example weighted by the class-balanced weight of its label, the sum divided by
+    the number of positive labels (the batch size for single-label data), trained with the last
+    layer's bias initialised to :math:`-\log(C-1)` (so that every sigmoid starts at :math:`1/C`). The
+    softmax form with class-balanced ``alpha`` is a different loss, one that chapter 6 compares with it.
 
     Args:
         gamma: focusing parameter :math:`\gamma \ge 0` (default 2, as in the paper).
         alpha: per-class weights of shape ``(C,)`` or None; stored as the buffer ``weight`` (so
             :class:`DeferredReweighting` can switch it) and readable as ``alpha``.
         reduction: ``'none' | 'mean' | 'sum'``; a weighted ``'mean'`` divides by :math:`\sum_i \alpha_{y_i}`.
+        ignore_index: target value that contributes neither loss nor weight (default -100, as in
+            ``F.cross_entropy``).
 
     Shape:
         input ``(N, C)`` or ``(N, C, d1, ...)`` logits; target ``(N)`` or ``(N, d1, ...)`` ``int64`` in
-        ``[0, C)``; output scalar, or the target's shape for ``reduction='none'``.
+        ``[0, C)`` or equal to ``ignore_index``; output scalar, or the target's shape for
+        ``reduction='none'``.
     """
 
     def __init__(
-        self, gamma: float = 2.0, alpha: torch.Tensor | Sequence[float] | None = None, reduction: str = "mean"
+        self,
+        gamma: float = 2.0,
+        alpha: torch.Tensor | Sequence[float] | None = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
         super().__init__(alpha, reduction, None)
         self.gamma = _check_number("gamma", gamma, 0.0)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        self.ignore_index = ignore_index
 
     @property
     def alpha(self) -> torch.Tensor | None:
@@ -195,7 +229,9 @@ class FocalLoss(_ClassLoss):
         return self.weight
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        self._check(input, target)
+        self._check(input, target, self.ignore_index)
+        ignored = target == self.ignore_index
+        target = target.masked_fill(ignored, 0)
         index = target.unsqueeze(1)
         lse = torch.logsumexp(input, dim=1)
         log_pt = input.gather(1, index).squeeze(1) - lse
@@ -205,13 +241,15 @@ class FocalLoss(_ClassLoss):
             log_one_minus_pt = (torch.logsumexp(others, dim=1) - lse).clamp(max=0.0)
             loss = torch.exp(self.gamma * log_one_minus_pt) * loss
         weight = self._weight_like(input)
-        if weight is None:
-            return reduce_loss(loss, self.reduction, None)
-        target_weight = weight[target]
-        return reduce_loss(loss * target_weight, self.reduction, target_weight.sum())
+        kept = (~ignored).to(input.dtype)
+        target_weight = kept if weight is None else weight[target] * kept
+        loss = loss.masked_fill(ignored, 0.0)
+        if weight is not None:
+            loss = loss * target_weight
+        return reduce_loss(loss, self.reduction, target_weight.sum())
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, {super().extra_repr()}"
+        return f"gamma={self.gamma}, ignore_index={self.ignore_index}, {super().extra_repr()}"
 
 
 class LDAMLoss(_ClassLoss):

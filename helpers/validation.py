@@ -2,11 +2,20 @@
 
 Every check raises ``ValueError`` (bad value or shape) or ``TypeError`` (bad dtype or type) with a
 message that names the argument and says what was expected, as ``torch.nn`` losses do.
+
+Checks of shapes, dtypes and hyperparameters read only metadata and cost nothing. Checks of tensor
+*values* (targets in ``[0, C)``, probabilities in ``[0, 1]``) are different: reading a value on the
+host (``int(t.min())``, ``if (t < 0).any():``) waits for an asynchronous device such as a GPU to
+finish every queued kernel, and stops :func:`torch.compile` from capturing the loss as one graph.
+:func:`check_values` therefore raises the ``ValueError`` only where reading a value is free (eager
+mode on the CPU); on other devices and while compiling it queues a device-side assertion
+(:func:`torch._assert_async`, a ``RuntimeError`` with the same message when the kernel runs), and on
+the ``meta`` device, which has no values, it checks nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -37,14 +46,44 @@ def reduce_loss(loss: torch.Tensor, reduction: str, weight_sum: torch.Tensor | N
     return loss.sum() / weight_sum
 
 
+def values_readable(tensor: torch.Tensor) -> bool:
+    """True where reading ``tensor``'s values on the host costs no device sync and no graph break:
+    eager mode on the CPU."""
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def check_values(ok: torch.Tensor, message: str, detail: Callable[[], str] | None = None) -> None:
+    """Require every element of the boolean tensor ``ok`` to be True, without a host sync where it costs one.
+
+    Eager on the CPU: ``ValueError(message + detail())`` (``detail`` is called only on failure, to
+    describe the offending values). On other devices and under :func:`torch.compile`: a device-side
+    assertion with ``message``, which does not wait for the device (on CUDA a failure surfaces as a
+    ``RuntimeError`` at the next synchronisation). On the ``meta`` device: nothing (no values).
+    """
+    if ok.device.type == "meta":
+        return
+    if values_readable(ok):
+        if not bool(ok.all()):
+            raise ValueError(message + (detail() if detail is not None else ""))
+        return
+    torch._assert_async(ok.all(), message)
+
+
+def check_weight_length(weight: torch.Tensor | None, num_classes: int, name: str = "weight") -> None:
+    """``ValueError`` unless ``weight`` is None or has ``num_classes`` entries (metadata only: no sync)."""
+    if weight is not None and weight.numel() != num_classes:
+        raise ValueError(f"{name} must have {num_classes} entries (one per class of input), got {weight.numel()}")
+
+
 def check_class_targets(
     input: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None, *, input_name: str = "input"
 ) -> int:
     """Check logits ``(N, C)`` or ``(N, C, d1, ...)`` against class-index targets ``(N)`` or ``(N, d1, ...)``.
 
     Returns ``C``. Raises ``TypeError`` for a non-floating input or a non-int64 target, and
-    ``ValueError`` for mismatched shapes or target values outside ``[0, C)`` (other than
-    ``ignore_index``).
+    ``ValueError`` for mismatched shapes. Target values outside ``[0, C)`` (other than
+    ``ignore_index``) are refused by :func:`check_values`: a ``ValueError`` naming the offending
+    minimum and maximum in eager mode on the CPU, a device-side assertion elsewhere (no host sync).
     """
     if not torch.is_floating_point(input):
         raise TypeError(f"{input_name} must be a floating-point tensor of logits, got dtype {input.dtype}")
@@ -59,20 +98,30 @@ def check_class_targets(
             f"got {tuple(target.shape)}"
         )
     num_classes = int(input.shape[1])
-    valid = target if ignore_index is None else target[target != ignore_index]
-    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
-        raise ValueError(
-            f"target values must be in [0, {num_classes})"
-            + (f" or equal ignore_index={ignore_index}" if ignore_index is not None else "")
-            + f", got min {int(valid.min())} and max {int(valid.max())}"
-        )
+    ok = (target >= 0) & (target < num_classes)
+    if ignore_index is not None:
+        ok = ok | (target == ignore_index)
+
+    def detail() -> str:
+        bad = target[~ok]
+        return f", got {bad.numel()} value(s) outside it, min {int(bad.min())} and max {int(bad.max())}"
+
+    message = f"target values must be in [0, {num_classes})" + (
+        f" or equal ignore_index={ignore_index}" if ignore_index is not None else ""
+    )
+    check_values(ok, message, detail)
     return num_classes
 
 
 def check_class_weight(
     weight: torch.Tensor | Sequence[float] | None, num_classes: int | None = None, name: str = "weight"
 ) -> torch.Tensor | None:
-    """Return ``weight`` as a 1-D floating tensor (or None), checking length and non-negativity."""
+    """Return ``weight`` as a 1-D floating tensor (or None), checking length and non-negativity.
+
+    Meant for construction time, where reading the values once is cheap: the values are read on the
+    host (a sync for a GPU tensor) except under :func:`torch.compile`, where the check becomes a
+    device-side assertion so that a functional loss that validates its weights still compiles.
+    """
     if weight is None:
         return None
     w = torch.as_tensor(weight)
@@ -82,8 +131,12 @@ def check_class_weight(
         raise ValueError(f"{name} must be a 1-D tensor with one entry per class, got shape {tuple(w.shape)}")
     if num_classes is not None and w.numel() != num_classes:
         raise ValueError(f"{name} must have {num_classes} entries (one per class), got {w.numel()}")
-    if not torch.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"{name} must be finite and non-negative, got {w.tolist()}")
+    ok = torch.isfinite(w) & (w >= 0)
+    message = f"{name} must be finite and non-negative"
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok.all(), message)
+    elif w.device.type != "meta" and not bool(ok.all()):
+        raise ValueError(f"{message}, got {w.tolist()}")
     return w
 
 

@@ -69,6 +69,33 @@ def test_limits_are_cross_entropy():
     )
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_ignore_index_matches_reference_and_cross_entropy(reduction, weighted, gamma):
+    x, y = _logits((6, 5, 3, 2), seed=11)  # (N, C, H, W)
+    y[:, 0] = 255
+    y[2, 1, 1] = 255
+    alpha = torch.linspace(0.25, 2.0, 5, dtype=torch.float64) if weighted else None
+    out, grad = _forward_backward(FastFocalLoss(gamma, alpha, reduction, ignore_index=255), x, y)
+    ref, ref_grad = _forward_backward(FocalLoss(gamma, alpha, reduction, ignore_index=255), x, y)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad, ref_grad)
+    assert (grad.movedim(1, -1)[y == 255] == 0).all()  # ignored pixels get no gradient
+    if gamma == 0.0:
+        ce = F.cross_entropy(x, y, weight=alpha, ignore_index=255, reduction=reduction)
+        torch.testing.assert_close(out, ce)
+
+
+def test_ignore_index_default_is_minus_100_and_gradcheck():
+    x, y = _logits((6, 4), seed=12, scale=1.5)
+    y[1] = -100
+    x.requires_grad_()
+    torch.testing.assert_close(fast_focal_loss(x, y, gamma=0.0), F.cross_entropy(x, y))
+    for reduction in REDUCTIONS:
+        assert torch.autograd.gradcheck(lambda z, r=reduction: fast_focal_loss(z, y, None, 0.5, r), (x,))
+
+
 def test_gradcheck_float64():
     x, y = _logits((5, 4), seed=3, scale=1.5)
     x.requires_grad_()

@@ -292,7 +292,7 @@ def test_bad_targets_and_shapes():
     for loss_fn in all_losses()[1:]:
         with pytest.raises(ValueError, match="built for 4 classes"):
             loss_fn(torch.randn(6, 5), t)
-    with pytest.raises(ValueError, match="weight has 3 entries but input has 4 classes"):
+    with pytest.raises(ValueError, match=r"weight must have 4 entries \(one per class of input\), got 3"):
         FocalLoss(alpha=[1.0, 2.0, 3.0])(x, t)
 
 
@@ -341,3 +341,56 @@ def test_bad_counts_and_hyperparameters():
     for make, error, message in cases:
         with pytest.raises(error, match=message):
             make()
+
+
+# --- ignore_index (segmentation-style targets) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore_index", [-100, 255])
+def test_focal_ignore_index_matches_cross_entropy_at_gamma_zero(reduction, weighted, ignore_index):
+    x, t = batch(n=3, extra=(4, 5))
+    t[:, 0] = ignore_index  # an unlabelled border row in every image
+    t[1, 2, 3] = ignore_index
+    w = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64) if weighted else None
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = FocalLoss(0.0, w, reduction, ignore_index=ignore_index)(a, t)
+    ref = F.cross_entropy(b, t, weight=w, ignore_index=ignore_index, reduction=reduction)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), a)[0], torch.autograd.grad(ref.sum(), b)[0])
+
+
+def test_focal_ignore_index_drops_positions_from_loss_and_denominator():
+    x, t = batch(n=8)
+    alpha = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
+    keep = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1], dtype=torch.bool)
+    masked = t.masked_fill(~keep, -100)
+    for a in (None, alpha):
+        full = FocalLoss(2.0, a, reduction="none")(x, t)
+        per = FocalLoss(2.0, a, reduction="none")(x, masked)
+        assert (per[~keep] == 0).all()
+        torch.testing.assert_close(per[keep], full[keep])
+        # 'mean' over the kept positions only: the same as the loss of the kept rows alone
+        torch.testing.assert_close(FocalLoss(2.0, a)(x, masked), FocalLoss(2.0, a)(x[keep], t[keep]))
+    # every target ignored: 0 / 0, as F.cross_entropy gives
+    all_ignored = torch.full_like(t, -100)
+    assert FocalLoss(2.0)(x, all_ignored).isnan() and F.cross_entropy(x, all_ignored).isnan()
+    assert FocalLoss(2.0, reduction="sum")(x, all_ignored) == 0
+    with pytest.raises(TypeError, match="ignore_index"):
+        FocalLoss(ignore_index=1.5)
+    with pytest.raises(ValueError, match=r"or equal ignore_index=255"):
+        FocalLoss(ignore_index=255)(x, t.masked_fill(~keep, -100))
+
+
+def test_meta_device_result_follows_input_and_checks_no_values():
+    # A device without data: the loss must run on it (no host reads) and return a tensor there.
+    w = inverse_frequency_weights(COUNTS)  # a CPU buffer, moved to the input's device in forward
+    x = torch.empty(6, 4, 3, device="meta")
+    t = torch.empty(6, 3, dtype=torch.int64, device="meta")
+    for loss_fn in all_losses(w):
+        for reduction in REDUCTIONS:
+            loss_fn.reduction = reduction
+            out = loss_fn(x, t)
+            assert out.device.type == "meta" and out.dtype == x.dtype
+            assert out.shape == ((6, 3) if reduction == "none" else ())

@@ -51,3 +51,38 @@ def test_weights_and_counts():
             check_class_counts(bad)
     with pytest.raises(ValueError, match="10 entries"):
         check_class_counts([1, 2], num_classes=10)
+
+
+def test_check_values_raises_on_cpu_eager_and_asserts_on_device_elsewhere():
+    from helpers.validation import check_values, check_weight_length, values_readable
+
+    ok = torch.tensor([True, False, True])
+    assert values_readable(ok)
+    check_values(torch.tensor([True, True]), "never raised")
+    with pytest.raises(ValueError, match="x must be positive, got 1 bad"):
+        check_values(ok, "x must be positive", lambda: ", got 1 bad")
+    # meta tensors have no values: nothing to check, nothing raised
+    check_values(torch.zeros(3, dtype=torch.bool, device="meta"), "not checked")
+    logits = torch.empty(4, 3, device="meta")
+    assert check_class_targets(logits, torch.empty(4, dtype=torch.int64, device="meta")) == 3
+
+    # under torch.compile the check becomes a device-side assertion (no host read, no graph break)
+    def f(t):
+        assert not values_readable(t)
+        check_values(t > 0, "t must be positive")
+        return t * 2
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    assert compiled(torch.tensor([1.0, 2.0])).tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="t must be positive"):
+        compiled(torch.tensor([1.0, -2.0]))
+
+    check_weight_length(None, 3)
+    with pytest.raises(ValueError, match=r"weight must have 3 entries \(one per class of input\), got 2"):
+        check_weight_length(torch.ones(2), 3)
+
+
+def test_class_target_message_names_the_offending_values():
+    logits = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"target values must be in \[0, 3\) or equal ignore_index=-1, got 2 value"):
+        check_class_targets(logits, torch.tensor([0, 7, -1, -5]), ignore_index=-1)
