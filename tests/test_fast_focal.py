@@ -1,10 +1,8 @@
 """Unit tests for helpers.fast_focal: same values and gradients as helpers.losses.FocalLoss, limits,
-gradcheck in float64, properties, bad inputs, state_dict, memory kept for backward, and a smoke test
-of the benchmark script (which measures speed; no test here is timed)."""
+gradcheck in float64, properties, bad inputs, ignore_index, state_dict and memory kept for backward
+(the benchmark that measures speed is tested in tests/test_loss_benchmark.py; no test here is timed)."""
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +12,6 @@ from helpers.fast_focal import FastFocalLoss, fast_focal_loss
 from helpers.losses import FocalLoss
 
 REDUCTIONS = ("none", "mean", "sum")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _logits(shape, seed=0, dtype=torch.float64, scale=3.0):
@@ -168,37 +165,3 @@ def test_keeps_no_class_sized_tensor_for_backward_and_is_once_differentiable():
     assert grad.grad_fn is None  # once_differentiable: the gradient is not itself differentiable
     with pytest.raises(RuntimeError, match="does not require grad"):
         grad.sum().backward()
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_losses", ROOT / "benchmarks" / "bench_losses.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_script_smoke():
-    bench = _bench_module()
-    rows = bench.run_benchmark(n=64, classes=(3, 5), repeats=2, warmup=0)
-    assert {r["loss"] for r in rows} == {"cross_entropy", "focal_eager", "focal_fast", "sigmoid_focal_tv"}
-    assert len(rows) == 8
-    for r in rows:
-        if r["loss"] == "cross_entropy":
-            assert r["time_ratio"] == 1.0 and r["memory_ratio"] == 1.0
-        assert r["ms"] > 0 and r["peak_mib"] > 0
-    table = bench.format_table(rows)
-    assert table.count("\n") == len(rows) + 1
-    with pytest.raises(ValueError, match="repeats"):
-        bench.run_benchmark(n=64, classes=(3,), repeats=0)
-
-
-def test_peak_memory_tracker_counts_live_tensors():
-    bench = _bench_module()
-    tracker = bench.PeakTensorMemory()
-    with tracker:
-        a = torch.ones(1000)  # 4000 bytes
-        b = a * 2  # 8000 alive
-        del a, b
-        c = torch.zeros(500)  # the two above are freed: 2000 alive
-    assert tracker.peak == 8000
-    assert sum(n for _, n in tracker.live.values()) == c.numel() * 4
