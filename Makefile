@@ -1,12 +1,17 @@
 # The book's two commands (see README.md):
 #   make book   build the HTML book, executing every notebook in full mode -> _build/html/
 #   make test   unit tests + every notebook under nbval, in quick mode
-# Both create .venv and install everything on first use.
+# Both create .venv and install everything on first use. No make (Windows)? README.md spells out
+# the same steps with plain pip.
+#
+# CPU-only machines: `make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs torch and
+# torchvision from PyTorch's CPU wheel index first (about 4 GB less than the default CUDA wheels).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH_INDEX ?=
 
 # Data root: an explicit LOSSBOOK_DATA wins; else ../shared/data when it holds MNIST (this
 # project's offline machines); else helpers.datasets falls back to ./data (downloaded on demand).
@@ -24,8 +29,10 @@ BOOK_FLAGS  := -W -n --keep-going --builder html
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "This book needs Python 3.10 or newer; $(PYTHON) is " + sys.version.split()[0] + ". Run e.g. make PYTHON=python3.12 (macOS: the system python3 is 3.9; install one from python.org or Homebrew).")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(strip $(TORCH_INDEX)),$(BIN)/python -m pip install -q torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
@@ -36,8 +43,11 @@ test: $(STAMP)
 unit: $(STAMP)
 	LOSSBOOK_QUICK=1 $(BIN)/python -m pytest -n 2 tests
 
+# Full mode, always (LOSSBOOK_QUICK=0: a small memory limit must not quietly switch the published book
+# to quick mode). A chapter is re-executed when its notebook, the helpers modules it uses, the
+# requirements, the library versions or the data source changed (tools/nb_fingerprint.py).
 book: $(STAMP)
-	LOSSBOOK_PROGRESS=0 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	LOSSBOOK_PROGRESS=0 LOSSBOOK_QUICK=0 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Book built: open _build/html/index.html"
 
 # CI's build: same sources, quick-mode execution, separate output (and execution cache).

@@ -27,4 +27,13 @@ Notebooks import the modules they need explicitly (``from helpers.datasets impor
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.
 """
 
+import sys
+
+if sys.version_info < (3, 10):  # noqa: UP036 - the early, clear error is the point
+    raise ImportError(
+        f"The lossbook helpers need Python 3.10 or newer; this is Python {sys.version.split()[0]} "
+        f"({sys.executable}). On macOS the system python3 is 3.9: install a newer Python (python.org, "
+        "Homebrew or pyenv), create the virtual environment with it, and reinstall (see README.md)."
+    )
+
 __version__ = "0.1.0"

@@ -4,7 +4,9 @@ Environment variables (all optional):
 
 ``LOSSBOOK_QUICK=1``
     Shrink data and epochs so that the whole notebook suite runs in CI time. Experiment
-    notebooks print which mode ran (:func:`mode_banner`).
+    notebooks print which mode ran (:func:`mode_banner`). ``LOSSBOOK_QUICK=0`` forces full mode.
+    Unset, quick mode switches itself on where memory is small (:func:`small_memory`): a Binder
+    session (about 2 GB) cannot hold the full-mode CIFAR-10 chapter.
 ``LOSSBOOK_ALLOW_SYNTHETIC=1``
     Allow the synthetic CIFAR-10 stand-in when the real data cannot be found or downloaded.
 ``LOSSBOOK_PROGRESS=0``
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from typing import TypeVar
 
 import numpy as np
@@ -49,9 +52,80 @@ def env_flag(name: str) -> bool:
     raise ValueError(f"environment variable {name}={value!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
+MEMORY_LIMIT_ENV = "MEM_LIMIT"  # bytes; set by JupyterHub's spawners, so on mybinder.org
+SMALL_MEMORY_BYTES = 4 * 2**30  # below this limit, quick mode is the default
+_CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _parse_bytes(text: str) -> int | None:
+    """``"2147483648"``, ``"2G"``, ``"2Gi"``, ``"512M"`` -> bytes; ``"max"``, ``""`` or junk -> None."""
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    number = text[: len(text) - len(unit)].strip()
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        return None
+    return int(value) if value > 0 else None
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this process may use when something caps it, else None.
+
+    The smallest of ``MEM_LIMIT`` (what Binder and other JupyterHubs set for a session) and the
+    cgroup limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``). An unlimited cgroup reports
+    ``max`` or a number near 2**63: both mean "no limit".
+    """
+    limits = []
+    env = _parse_bytes(os.environ.get(MEMORY_LIMIT_ENV, ""))
+    if env is not None:
+        limits.append(env)
+    for path in _CGROUP_LIMIT_FILES:
+        try:
+            with open(path) as f:
+                value = _parse_bytes(f.read())
+        except OSError:
+            continue
+        if value is not None and value < 2**60:
+            limits.append(value)
+    return min(limits) if limits else None
+
+
+def small_memory() -> bool:
+    """True when :func:`memory_limit_bytes` is below ``SMALL_MEMORY_BYTES`` (4 GiB), e.g. on Binder."""
+    limit = memory_limit_bytes()
+    return limit is not None and limit < SMALL_MEMORY_BYTES
+
+
+def quick_mode_source() -> str:
+    """Why the mode is what it is: ``"env"`` (``LOSSBOOK_QUICK`` set), ``"memory"`` (unset, small memory)
+    or ``"default"`` (unset: full mode)."""
+    if os.environ.get(QUICK_ENV, "").strip():
+        return "env"
+    return "memory" if small_memory() else "default"
+
+
 def quick_mode() -> bool:
-    """True when ``LOSSBOOK_QUICK`` is set: chapters shrink data and epochs for CI."""
-    return env_flag(QUICK_ENV)
+    """True in quick mode: chapters shrink data and epochs.
+
+    ``LOSSBOOK_QUICK`` decides when it is set (``1`` on, ``0`` off). Unset, quick mode is on only when
+    this session's memory is capped below 4 GiB (:func:`small_memory`, e.g. Binder's 2 GB), where
+    full mode would be killed for memory; a warning says so once per session.
+    """
+    source = quick_mode_source()
+    if source == "env":
+        return env_flag(QUICK_ENV)
+    if source == "memory":
+        limit = memory_limit_bytes() or 0
+        warnings.warn(
+            f"QUICK mode switched on automatically: this session's memory is limited to {limit / 2**30:.1f} GiB "
+            f"(below {SMALL_MEMORY_BYTES / 2**30:.0f} GiB, e.g. Binder). Set {QUICK_ENV}=0 for the full budgets.",
+            UserWarning,
+            stacklevel=1,  # one location, so Python shows it once per session
+        )
+        return True
+    return False
 
 
 def synthetic_allowed() -> bool:
@@ -75,11 +149,17 @@ def by_mode(full: T, quick: T) -> T:
 def mode_banner() -> str:
     """One line saying which mode runs, for the top of every experiment notebook."""
     if quick_mode():
+        if quick_mode_source() == "memory":
+            limit = (memory_limit_bytes() or 0) / 2**30
+            why = f"automatic: memory limited to {limit:.1f} GiB, e.g. Binder; {QUICK_ENV}=0 forces full mode"
+        else:
+            why = f"{QUICK_ENV}=1"
         return (
-            f"Mode: QUICK ({QUICK_ENV}=1): data and epochs are shrunk so the suite runs in CI time. "
+            f"Mode: QUICK ({why}): data and epochs are shrunk so the suite runs in CI time. "
             "Numbers below only show that the code runs; they are not the book's results."
         )
-    return f"Mode: FULL ({QUICK_ENV} unset): the budgets the chapter's prose describes."
+    state = "=0" if quick_mode_source() == "env" else " unset"
+    return f"Mode: FULL ({QUICK_ENV}{state}): the budgets the chapter's prose describes."
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

@@ -1,6 +1,6 @@
 """Open every page of the built book in headless Chromium and fail on what a reader would see broken.
 
-Usage: python tests/browser_check.py BUILD_HTML_DIR [--screenshots DIR]
+Usage: python tests/browser_check.py BUILD_HTML_DIR [--screenshots DIR] [--browser PATH]
 
 For each HTML page (served from 127.0.0.1, external requests blocked as on an offline machine):
 - an executed cell that shows an error output or a Python traceback;
@@ -9,6 +9,10 @@ For each HTML page (served from 127.0.0.1, external requests blocked as on an of
 - math left as raw TeX (MathJax must typeset it from the book's own _static/, without internet);
 - on notebook pages: the Colab and Binder launch buttons must be present.
 A full-page screenshot of each page is saved. Exit status 1 if any page fails.
+
+The browser: ``--browser PATH``, else ``$CHROME_PATH``, else the first of ``chromium`` (Debian),
+``chromium-browser``, ``google-chrome`` / ``google-chrome-stable`` (GitHub's hosted Ubuntu runners)
+and ``chrome`` on the PATH, else the Chromium that ``playwright install chromium`` downloaded.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import os
 import re
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -34,6 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 RAW_TEX = re.compile(r"\\(frac|sum|mathbb|mathrm|operatorname|left|right|partial|log|exp)\b|\$\$")
 
@@ -66,6 +73,21 @@ PAGE_PROBE = """async () => {
   out.title = document.title;
   return out;
 }"""
+
+
+def find_browser(explicit: str | None = None) -> str | None:
+    """The Chromium-family executable to drive (see the module docstring); None means playwright's own."""
+    for candidate in (explicit, os.environ.get("CHROME_PATH")):
+        if candidate:
+            found = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+            if not found:
+                raise FileNotFoundError(f"browser {candidate!r} not found")
+            return found
+    for name in BROWSER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -101,7 +123,7 @@ def _check_link(root: Path, base: str, page: Path, href: str) -> str | None:
     return None
 
 
-def run_checks(root: Path, shots: Path) -> list[str]:
+def run_checks(root: Path, shots: Path, browser_path: str | None = None) -> list[str]:
     """Check every page under ``root``; print a line per page and return the list of problems."""
     pages = sorted(p for p in root.rglob("*.html") if not SKIP_DIRS.intersection(p.relative_to(root).parts))
     if not pages:
@@ -112,7 +134,14 @@ def run_checks(root: Path, shots: Path) -> list[str]:
     blocked: set[str] = set()
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                browser = pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
+            except Exception as err:  # playwright's own browser missing, or the one given does not start
+                raise SystemExit(
+                    f"cannot start a browser ({browser_path or 'playwright chromium'}): {err}\n"
+                    "Install Chromium (Debian: apt-get install chromium), set CHROME_PATH, "
+                    "or run `python -m playwright install chromium`."
+                ) from None
             context = browser.new_context(viewport={"width": 1280, "height": 900})
 
             def route(r):
@@ -190,7 +219,7 @@ SELF_TEST_EXPECTED = [
 ]
 
 
-def self_test(tmp: Path) -> int:
+def self_test(tmp: Path, browser_path: str | None = None) -> int:
     """Check the checker: a fake site with one clean and one broken page must give exactly the
     expected problems (so a checker that silently passes everything fails CI)."""
     import base64
@@ -201,7 +230,7 @@ def self_test(tmp: Path) -> int:
         (site / name).write_text(f"<!doctype html><html><head><title>{name}</title></head><body>{body}</body></html>")
     (site / "pixel.png").write_bytes(base64.b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
-    found = run_checks(site, tmp / "shots")
+    found = run_checks(site, tmp / "shots", browser_path)
     missing = [e for e in SELF_TEST_EXPECTED if not any(f.startswith(e) for f in found)]
     unexpected = [f for f in found if not f.startswith("bad.html")]
     if missing or unexpected:
@@ -216,16 +245,19 @@ def main() -> int:
     parser.add_argument("html", type=Path, nargs="?", help="the built HTML folder, e.g. _build/html")
     parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"), help="where to save PNGs")
     parser.add_argument("--self-test", action="store_true", help="first check that planted problems are caught")
+    parser.add_argument("--browser", help="Chromium/Chrome executable (default: $CHROME_PATH, then the PATH)")
     args = parser.parse_args()
+    browser_path = find_browser(args.browser)
+    print(f"browser: {browser_path or 'playwright chromium'}")
     if args.self_test:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            if self_test(Path(tmp)):
+            if self_test(Path(tmp), browser_path):
                 return 1
     if args.html is None:
         return 0 if args.self_test else parser.error("give the HTML folder (or --self-test)")
-    failures = run_checks(args.html.resolve(), args.screenshots)
+    failures = run_checks(args.html.resolve(), args.screenshots, browser_path)
     return 1 if failures else 0
 
 
