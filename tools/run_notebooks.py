@@ -104,6 +104,9 @@ def execute_one(path: str, python: str, workdir: str | None, replace: list[tuple
             record["ok"] = True
         except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as err:
             record["error"] = _error_summary(nb) or f"{type(err).__name__}: {str(err)[:400]}"
+        finally:  # nbclient leaves a kernel it did not start (km given) running: stop it
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
         record["seconds"] = round(time.monotonic() - start, 1)
     for out_ in nb.cells[-1].get("outputs", []):
         text = out_.get("text", "")
