@@ -302,3 +302,42 @@ def test_corrupted_fixture_fails_the_integrity_check(cifar_fixture):
     batch.write_bytes(batch.read_bytes()[:-1] + b"\x00")
     with pytest.raises(DataUnavailableError):
         load_cifar10(train=True, allow_synthetic=False)
+
+
+def test_cifar100_lt_runs_from_the_cli_on_the_synthetic_stand_in_offline(tmp_path, monkeypatch, capsys):
+    """CIFAR-100-LT goes through the same code path as CIFAR-10-LT: spec, registry, protocols, CLI."""
+    import json
+
+    from helpers import experiments
+
+    monkeypatch.setenv("LOSSBOOK_DATA", str(tmp_path))
+    monkeypatch.setenv("LOSSBOOK_ALLOW_SYNTHETIC", "1")
+    monkeypatch.setattr("torchvision.datasets.CIFAR100.download", _no_network)
+    with pytest.warns(UserWarning, match="SYNTHETIC"):
+        spec = cifar.cifar100_spec(imbalance_ratio=10, seed=1, protocol="quick", device="cpu", n_max=20)
+    assert len(spec.counts) == 100 and spec.counts[0] == 20 and spec.counts[-1] == 2
+    assert spec.val.class_counts().tolist() == [10] * 100 and "SYNTHETIC STAND-IN (not CIFAR-100)" in spec.description
+    assert spec.model_factory().classifier.out_features == 100
+    # the paper and gpu-fast protocols build their 100-class networks through the same spec code
+    assert cifar.get_protocol("paper").build_model(100).classifier.out_features == 100
+    assert isinstance(cifar.get_protocol("paper").build_model(100), ResNet32)
+    assert cifar.get_protocol("gpu-fast").build_model(100, normalized_head=True).classifier.weight.shape[1] == 100
+    out = tmp_path / "c100.json"
+    argv = ["--dataset", "cifar100", "--protocol", "quick", "--imbalance", "10", "--n-max", "20", "--epochs", "1",
+            "--methods", "ce,tau_norm", "--seeds", "0", "--device", "cpu", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    with pytest.warns(UserWarning, match="SYNTHETIC"):
+        assert experiments.main(argv) == 0
+    payload = json.loads(out.read_text())
+    assert [r["method"] for r in payload["runs"]] == ["ce", "tau_norm"] and len(payload["train_counts"]) == 100
+    printed = capsys.readouterr().out
+    assert "NOT CIFAR-100" in printed and "standard thresholds" in printed
+
+
+def test_default_cifar100_split_keeps_450_of_500_images_in_the_head_class():
+    proto = cifar.get_protocol("cpu")
+    assert cifar.CIFAR100_VAL_PER_CLASS == 50 and proto.val_per_class == 100
+    from helpers.imbalance import long_tailed_counts
+
+    counts = long_tailed_counts(450, 100, 100)
+    assert counts[0] == 450 and counts[-1] == 4

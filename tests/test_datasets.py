@@ -93,3 +93,65 @@ def test_imageset_validation():
         ImageSet(
             torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), ("a",), "x", (0.0,), (1.0,)
         )
+
+
+def write_idx(path, array):
+    """An IDX file (MNIST's format): magic 0x0000 0x08 ndim, big-endian dimensions, uint8 data."""
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.to(torch.uint8).numpy().tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.arange(n) % 10)
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", _no_network)
+    return tmp_path
+
+
+def test_a_truncated_mnist_file_is_named_with_the_way_to_recover(tiny_mnist):
+    assert len(load_mnist(root=tiny_mnist)) == 12  # the intact files are read by torchvision
+    damaged = tiny_mnist / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    damaged.write_bytes(damaged.read_bytes()[:5000])
+    with pytest.raises(datasets.DataCorruptError) as info:
+        load_mnist(root=tiny_mnist)
+    message = str(info.value)
+    assert str(damaged) in message and "truncated" in message and "5,000 bytes" in message
+    assert "Delete" in message and "download" in message and "could not be downloaded" not in message
+    assert len(load_mnist(train=False, root=tiny_mnist)) == 5  # the other split is intact
+    assert datasets.mnist_damaged_files(tiny_mnist, train=False) == []
+
+
+def test_a_damaged_cifar10_file_is_named_and_never_replaced_by_the_stand_in(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    from helpers.cifar import local_md5_lists, write_cifar10_batches
+
+    write_cifar10_batches(tmp_path, synthetic_cifar10(per_class=3), synthetic_cifar10(train=False, per_class=2))
+    for attribute, value in local_md5_lists(tmp_path).items():
+        monkeypatch.setattr(CIFAR10, attribute, value)
+    monkeypatch.setattr("torchvision.datasets.CIFAR10.download", _no_network)
+    assert len(load_cifar10(root=tmp_path, allow_synthetic=False)) == 30
+    damaged = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(datasets.DataCorruptError) as info:
+        load_cifar10(root=tmp_path, allow_synthetic=True)
+    message = str(info.value)
+    assert str(damaged) in message and "md5" in message and "Delete" in message and "cifar-10-batches-py/" in message
+    assert "data_batch_1" not in message  # only the damaged file is named
+
+
+def test_synthetic_cifar100_stand_in_is_loud_and_has_100_classes(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("torchvision.datasets.CIFAR100.download", _no_network)
+    with pytest.warns(UserWarning, match="SYNTHETIC"):
+        fake = datasets.load_cifar100(train=False, root=tmp_path, allow_synthetic=True)
+    assert fake.synthetic and fake.images.shape == (10000, 3, 32, 32) and fake.num_classes == 100
+    assert "NOT CIFAR-100" in capsys.readouterr().out and "cifar-100-python/" in fake.banner()
+    with pytest.raises(DataUnavailableError, match="CIFAR-100"):
+        datasets.load_cifar100(root=tmp_path, allow_synthetic=False)
+    ten = datasets.synthetic_cifar(10, per_class=5, seed=3)
+    assert torch.equal(ten.images, synthetic_cifar10(per_class=5, seed=3).images)

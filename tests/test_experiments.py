@@ -293,3 +293,108 @@ def test_val_best_set_names_a_winner_only_when_validation_separates_it():
     diverged = fake_table({**val, "d": [0.99, math.nan, 0.99]})
     assert "d" not in experiments.val_best_set(diverged)
     assert experiments.paired_stats(diverged, quick=False).loc["d", "n_pairs"] == 2
+
+
+# ------------------------------------------------------------------------- results are never lost
+class Interrupted(RuntimeError):
+    """Stands for a kill or a Colab disconnect after some runs."""
+
+
+def test_cli_records_each_run_as_it_finishes_and_resumes_only_the_missing_ones(tiny_dataset, tmp_path, monkeypatch):
+    from helpers.results_store import ResultsStore
+
+    out = tmp_path / "r.json"
+    argv = ["--dataset", "tiny", "--imbalance", "4", "--methods", "ce,la_loss,posthoc_la", "--seeds", "0,1,2",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    original_add = ResultsStore.add
+    calls = []
+
+    def add_then_die(self, rows, records=()):
+        original_add(self, rows, records)
+        calls.append(len(rows))
+        if len(calls) == 3:  # killed right after the 3rd finished group was written
+            raise Interrupted
+
+    monkeypatch.setattr(ResultsStore, "add", add_then_die)
+    with pytest.raises(Interrupted):
+        main(argv)
+    partial = json.loads(out.read_text())
+    # groups: (ce + posthoc_la, seed 0), (la_loss, seed 0), (ce + posthoc_la, seed 1) -> 5 runs on disk
+    assert len(partial["runs"]) == 5 and not partial["complete"]
+    assert not (tmp_path / "r.json.tmp").exists()  # the atomic write left no temporary file
+
+    monkeypatch.setattr(ResultsStore, "add", original_add)
+    trained = []
+    original_train = experiments._train_one
+
+    def counting(method, seed, pair, device):
+        trained.append((method.name, seed))
+        return original_train(method, seed, pair, device)
+
+    monkeypatch.setattr(experiments, "_train_one", counting)
+    assert main(argv) == 0
+    assert trained == [("la_loss", 1), ("ce", 2), ("la_loss", 2)]  # only the missing runs
+    final = json.loads(out.read_text())
+    assert final["complete"] and len(final["runs"]) == 9 and len(final["resumed"]) == 1
+    keys = [(r["method"], r["seed"], r["data_seed"]) for r in final["runs"]]
+    assert len(set(keys)) == 9 and all(r["seed"] == r["data_seed"] for r in final["runs"])
+    assert final["runs"][:5] == partial["runs"]  # finished runs are kept, never recomputed
+    trained.clear()
+    assert main(argv) == 0 and trained == []  # a complete file: nothing to run
+
+
+def test_cli_refuses_to_overwrite_results_of_other_arguments_without_force(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    base = ["--dataset", "tiny", "--imbalance", "4", "--methods", "ce", "--seeds", "0", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert main(base) == 0
+    before = out.read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base[:-2], "--epochs", "3", "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "different arguments" in err and "epochs" in err and "--force" in err
+    assert out.read_text() == before
+    assert main([*base, "--epochs", "3", "--force"]) == 0
+    assert json.loads(out.read_text())["config"]["epochs"] == 3
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from helpers.results_store import write_json_atomic
+
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"runs": [1]})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"runs": [object()]})  # not serialisable: fails half-way
+    assert json.loads(path.read_text()) == {"runs": [1]}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "cifar10", "--protocol", "warp"], "--protocol"),
+        (["--dataset", "mnist", "--protocol", "paper"], "--protocol"),
+        (["--dataset", "cifar100", "--recipe", "sgd"], "--recipe"),
+        (["--dataset", "tiny", "--data-seed", "-1"], "--data-seed"),
+        (["--dataset", "tiny", "--lr", "0"], "--lr"),
+        (["--dataset", "mnist", "--n-max", "10", "--imbalance", "1000"], "smallest class empty"),
+    ],
+)
+def test_every_bad_argument_gets_a_usage_error(tiny_dataset, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--methods", "ce", "--seeds", "0", "--no-progress", "--out", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_mnist_sgd_recipes_for_the_instability_study():
+    adamw, sgd, warm = (experiments.mnist_config(4, recipe=r) for r in experiments.MNIST_RECIPES)
+    assert adamw.optimizer == "adamw" and adamw.warmup_epochs == 0.5
+    assert (sgd.optimizer, sgd.momentum, sgd.lr, sgd.warmup_epochs) == ("sgd", 0.9, experiments.MNIST_SGD_LR, 0.0)
+    assert warm.optimizer == "sgd" and warm.warmup_epochs == 1.0
+    assert experiments.mnist_config(1, recipe="sgd_warmup").warmup_epochs == 0.5
+    assert experiments.mnist_config(4, recipe="sgd", lr=0.02, warmup_epochs=2).lr == 0.02
+    with pytest.raises(ValueError, match="recipe"):
+        experiments.mnist_config(4, recipe="adam")

@@ -1,0 +1,99 @@
+"""Decoupling (Kang et al. 2020): last-layer features, tau-normalisation, cRT, and their registry entries."""
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import experiments
+from helpers.decoupling import (
+    TAU_GRID,
+    choose_tau,
+    classifier_retraining,
+    last_linear,
+    penultimate_features,
+    tau_normalized_logits,
+)
+from helpers.metrics import balanced_accuracy
+from helpers.train import TrainConfig
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def test_penultimate_features_are_the_input_of_the_last_linear():
+    torch.manual_seed(0)
+    model = mlp()
+    x = torch.randn(50, 6)
+    features = penultimate_features(model, x, batch_size=16)
+    assert torch.allclose(features, torch.relu(model[0](x)))
+    assert last_linear(model) is model[2] and model.training  # mode restored
+    with pytest.raises(ValueError, match="last nn.Linear"):
+        last_linear(nn.Conv2d(1, 2, 3))
+
+
+def test_tau_normalisation_divides_each_class_weight_by_its_norm_to_the_tau():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(7, 5, generator=g)
+    weight = torch.randn(3, 5, generator=g) * torch.tensor([[4.0], [1.0], [0.2]])
+    assert torch.allclose(tau_normalized_logits(features, weight, 0.0), features @ weight.T)
+    unit = tau_normalized_logits(features, weight, 1.0)
+    manual = torch.stack([features @ (w / w.norm()) for w in weight], 1)
+    assert torch.allclose(unit, manual, atol=1e-6)
+    half = tau_normalized_logits(features, weight, 0.5)
+    assert torch.allclose(half, torch.stack([features @ (w / w.norm() ** 0.5) for w in weight], 1), atol=1e-6)
+    with pytest.raises(ValueError, match="same D"):
+        tau_normalized_logits(features, weight[:, :4], 1.0)
+
+
+def test_choose_tau_fixes_a_head_biased_classifier_on_validation():
+    # Two well-separated classes; the head class's weight is 10x longer, so tau = 0 predicts the head everywhere.
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(2).repeat_interleave(100)
+    features = torch.nn.functional.one_hot(labels, 2).float() + 0.1 * torch.randn(200, 2, generator=g)
+    weight = torch.tensor([[10.0, 3.0], [0.0, 1.0]])
+    assert balanced_accuracy(tau_normalized_logits(features, weight, 0.0), labels) < 0.6
+    tau, scores = choose_tau(features, labels, weight)
+    assert set(scores) == set(TAU_GRID) and scores[tau] == max(scores.values()) > 0.95 and tau > 0
+    assert tau == min(t for t, s in scores.items() if s == scores[tau])  # the smallest tau among ties
+
+
+def test_crt_trains_a_fresh_classifier_with_class_balanced_draws():
+    g = torch.Generator().manual_seed(0)
+    counts = [300, 30, 3]
+    labels = torch.arange(3).repeat_interleave(torch.tensor(counts))
+    centers = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, -2.0]])
+    features = centers[labels] + 0.5 * torch.randn(len(labels), 2, generator=g)
+    config = TrainConfig(epochs=5, batch_size=32, lr=5e-2, optimizer="adamw", weight_decay=0.0)
+    head = classifier_retraining(features, labels, 3, seed=1, config=config)
+    again = classifier_retraining(features, labels, 3, seed=1, config=config)
+    assert isinstance(head, nn.Linear) and torch.equal(head.weight, again.weight)  # seeded
+    with torch.no_grad():
+        assert balanced_accuracy(head(features), labels) > 0.95
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        classifier_retraining(features[:, 0], labels, 3)
+
+
+def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
+    from test_experiments import TINY, blob_tensors
+
+    trained = []
+    original = experiments._train_one
+    def counting(method, seed, pair, device):
+        trained.append((method.name, seed))
+        return original(method, seed, pair, device)
+
+    monkeypatch.setattr(experiments, "_train_one", counting)
+    runs = []
+    table = experiments.run_experiment(
+        blob_tensors(), mlp, methods=["crt", "tau_norm", "posthoc_la"], seeds=[0, 1], imbalance_ratio=10,
+        config=TINY, val_per_class=10, runs=runs, show_progress=False,
+    )  # fmt: skip
+    assert trained == [("ce", 0), ("ce", 1)]  # CE trained once per pair, not requested, not reported
+    assert list(table["method"]) == ["crt", "tau_norm", "posthoc_la"] * 2
+    assert (table["seconds"] == 0).all() and table["balanced_accuracy"].between(0, 1).all()
+    taus = table.set_index("method")["tau"]
+    assert taus.loc["tau_norm"].between(0, 2).all() and (taus.loc["posthoc_la"] == 1.0).all()
+    assert taus.loc["crt"].isna().all() and (table.loc[table.method == "crt", "posthoc_seconds"] > 0).all()
+    tau_run = next(r for r in runs if r.method == "tau_norm")
+    assert tau_run.extra["tau"] in TAU_GRID and len(tau_run.extra["tau_val_balanced_accuracy"]) == len(TAU_GRID)
