@@ -14,6 +14,7 @@ from helpers.custom_losses import (
     SoftDiceLoss,
     UncertaintyWeightedLoss,
 )
+from helpers.fast_focal import FastFocalLoss
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -344,3 +345,19 @@ def test_uncertainty_gradcheck_and_bad_inputs():
         mtl.log_vars.fill_(0.7)
     clone.load_state_dict(mtl.state_dict())
     torch.testing.assert_close(clone.log_vars.detach(), torch.full((2,), 0.7))
+
+
+def test_meta_device_runs_without_reading_values():
+    # meta tensors have shapes and dtypes but no values: a forward that read one would raise
+    n, c = 4, 3
+    logits = torch.empty(n, c, 2, 2, device="meta")
+    classes = torch.empty(n, 2, 2, dtype=torch.int64, device="meta")
+    cases = [
+        (SigmoidFocalLoss(), (logits, torch.empty(n, c, 2, 2, device="meta"))),
+        (LabelSmoothingCrossEntropy(0.1, weight=[1.0, 2.0, 3.0]), (logits, classes)),
+        (SoftDiceLoss(weight=[1.0, 2.0, 3.0], ignore_index=255), (logits, classes)),
+        (FastFocalLoss(2.0, alpha=[1.0, 2.0, 3.0], ignore_index=255), (logits, classes)),
+    ]
+    for loss_fn, args in cases:
+        out = loss_fn(*args)
+        assert out.device.type == "meta" and out.dtype == logits.dtype and out.dim() == 0, type(loss_fn).__name__
