@@ -188,7 +188,7 @@ def _measure_size(
     rows = []
     for name in fns:
         ratios = sorted(t / b for t, b in zip(times[name], times[BASELINE], strict=True))
-        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
         rows.append(
             {
                 "loss": name,

@@ -54,3 +54,10 @@ def test_command_line_wraps_the_helpers_module(tmp_path, capsys):
     assert len(rows) == 4 and "| focal_fast |" in capsys.readouterr().out
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and saved["provenance"]["repeats"] == 1
+
+
+def test_quartiles_lie_within_the_ratios():
+    # with few rounds the 'exclusive' quartile method extrapolates (even below 0); 'inclusive' cannot
+    rows = bench.run_benchmark(n=32, classes=(3,), repeats=2, warmup=0)
+    for r in rows:
+        assert 0 < r["time_ratio_q1"] <= r["time_ratio"] <= r["time_ratio_q3"]
