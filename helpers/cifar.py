@@ -633,43 +633,19 @@ def cifar_spec(
     )
 
 
-def cifar10_spec(
-    imbalance_ratio: float = 100,
-    profile: str = "exp",
-    seed: int = 0,
-    epochs: int | None = None,
-    protocol: str | None = None,
-    device: torch.device | str | None = None,
-    n_max: int | None = None,
-    val_per_class: int | None = None,
-    root: str | Path | None = None,
-    allow_synthetic: bool | None = None,
-) -> DatasetSpec:
-    """CIFAR-10-LT: :func:`cifar_spec` with ``dataset="cifar10"`` (same arguments)."""
-    return cifar_spec("cifar10", imbalance_ratio, profile, seed, epochs, protocol, device, n_max, val_per_class,
-                      root, allow_synthetic)  # fmt: skip
+def cifar10_spec(*args, **kwargs) -> DatasetSpec:
+    """CIFAR-10-LT: :func:`cifar_spec` with ``dataset="cifar10"`` (the same arguments after ``dataset``)."""
+    return cifar_spec("cifar10", *args, **kwargs)
 
 
-def cifar100_spec(
-    imbalance_ratio: float = 100,
-    profile: str = "exp",
-    seed: int = 0,
-    epochs: int | None = None,
-    protocol: str | None = None,
-    device: torch.device | str | None = None,
-    n_max: int | None = None,
-    val_per_class: int | None = None,
-    root: str | Path | None = None,
-    allow_synthetic: bool | None = None,
-) -> DatasetSpec:
-    """CIFAR-100-LT: :func:`cifar_spec` with ``dataset="cifar100"`` (same arguments).
+def cifar100_spec(*args, **kwargs) -> DatasetSpec:
+    """CIFAR-100-LT: :func:`cifar_spec` with ``dataset="cifar100"`` (the same arguments after ``dataset``).
 
     With the default 50 validation images per class the head class keeps 450 of its 500 training
     images (Cao et al. use 500), so at ratio 100 the tail has 4 (theirs: 5). Groups for reporting use
     the standard thresholds (:func:`helpers.metrics.class_groups`).
     """
-    return cifar_spec("cifar100", imbalance_ratio, profile, seed, epochs, protocol, device, n_max, val_per_class,
-                      root, allow_synthetic)  # fmt: skip
+    return cifar_spec("cifar100", *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,15 +75,9 @@ def test_crt_trains_a_fresh_classifier_with_class_balanced_draws():
 
 
 def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
-    from test_experiments import TINY, blob_tensors
+    from test_experiments import TINY, blob_tensors, count_trainings
 
-    trained = []
-    original = experiments._train_one
-    def counting(method, seed, pair, device):
-        trained.append((method.name, seed))
-        return original(method, seed, pair, device)
-
-    monkeypatch.setattr(experiments, "_train_one", counting)
+    trained = count_trainings(monkeypatch)
     runs = []
     table = experiments.run_experiment(
         blob_tensors(), mlp, methods=["crt", "tau_norm", "posthoc_la"], seeds=[0, 1], imbalance_ratio=10,

@@ -296,6 +296,19 @@ def test_val_best_set_names_a_winner_only_when_validation_separates_it():
 
 
 # ------------------------------------------------------------------------- results are never lost
+def count_trainings(monkeypatch) -> list[tuple[str, int]]:
+    """A list that fills with (method, seed) of every model run_experiment trains from now on."""
+    trained = []
+    original = experiments._train_one
+
+    def counting(method, seed, pair, device):
+        trained.append((method.name, seed))
+        return original(method, seed, pair, device)
+
+    monkeypatch.setattr(experiments, "_train_one", counting)
+    return trained
+
+
 class Interrupted(RuntimeError):
     """Stands for a kill or a Colab disconnect after some runs."""
 
@@ -324,14 +337,7 @@ def test_cli_records_each_run_as_it_finishes_and_resumes_only_the_missing_ones(t
     assert not (tmp_path / "r.json.tmp").exists()  # the atomic write left no temporary file
 
     monkeypatch.setattr(ResultsStore, "add", original_add)
-    trained = []
-    original_train = experiments._train_one
-
-    def counting(method, seed, pair, device):
-        trained.append((method.name, seed))
-        return original_train(method, seed, pair, device)
-
-    monkeypatch.setattr(experiments, "_train_one", counting)
+    trained = count_trainings(monkeypatch)
     assert main(argv) == 0
     assert trained == [("la_loss", 1), ("ce", 2), ("la_loss", 2)]  # only the missing runs
     final = json.loads(out.read_text())
