@@ -61,3 +61,16 @@ def test_colab_setup_cell_matches_config(path):
 def test_readme_and_config_name_the_same_repository():
     url = _config_value("url", "repository").rstrip("/")
     assert url in (ROOT / "README.md").read_text(), "README.md should link the repository named in _config.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_open_in_colab_badge_first(path):
+    """Readers who find a notebook on GitHub get a badge that opens that very notebook on Colab;
+    the HTML has its own launch buttons, so the badge cell is removed there."""
+    url = _config_value("url", "repository").rstrip("/")
+    branch = _config_value("branch", "repository")
+    first = _cells(path)[0]
+    assert first["cell_type"] == "markdown" and "remove-cell" in first.get("metadata", {}).get("tags", [])
+    repo = url.removeprefix("https://github.com/")
+    link = f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/{path.name}"
+    assert link in "".join(first["source"]), f"{path.name}: the first cell should be the Open-in-Colab badge for {link}"
