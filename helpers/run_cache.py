@@ -34,7 +34,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from helpers.experiments import CB_BETA, LDAM_SCALE, DatasetSpec
+from helpers.experiments import CB_BETA, LDAM_SCALE
+from helpers.longtail_types import DatasetSpec
 from helpers.losses import DeferredReweighting, FocalLoss, LDAMLoss, LogitAdjustedLoss, class_balanced_weights
 from helpers.metrics import balanced_accuracy
 from helpers.models import use_normed_head

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from helpers.datasets import ImageSet
-from helpers.experiments import CB_BETA, DatasetSpec
+from helpers.experiments import CB_BETA
+from helpers.longtail_types import DatasetSpec
 from helpers.losses import FocalLoss, LDAMLoss, LogitAdjustedLoss
 from helpers.models import NormedLinear
 from helpers.run_cache import KINDS, RunCache, build_setting, canonical_setting
