@@ -333,10 +333,13 @@ def linear_cross_entropy(
 ) -> Tensor:
     r"""Cross-entropy of the logits :math:`x W^\top + b` (a linear layer fused with the loss).
 
-    ``input`` ``(N, in)``, ``linear_weight`` ``(C, *out, in)``, ``linear_bias`` ``(C, *out)``; the logits
-    have shape ``(N, C, *out)`` and are passed to :func:`cross_entropy`.
+    ``input`` ``(N, in)`` or unbatched ``(in)``, ``linear_weight`` ``(C, *out, in)``, ``linear_bias``
+    ``(C, *out)``; the logits have shape ``(N, C, *out)`` (``(C, *out)`` unbatched) and are passed to
+    :func:`cross_entropy`.
     """
     _float(input, "input")
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input must be (N, in) or (in), got {tuple(input.shape)}")
     w2 = linear_weight.reshape(-1, linear_weight.shape[-1])
     logits = (input @ w2.T).reshape(*input.shape[:-1], *linear_weight.shape[:-1])
     if linear_bias is not None:
@@ -1129,6 +1132,7 @@ def _cases_linear_ce(g: torch.Generator) -> list[Case]:
         Case(
             "out_features=(3,)", {**base, "out_features": (3,), "bias": True}, (_randn(g, 4, d), _classes(g, c, 4, 3))
         ),
+        Case("unbatched (in)", {**base, "weight": _weights(g, c)}, (_randn(g, d), torch.tensor(2))),
     ]
 
 

@@ -247,6 +247,8 @@ def test_reference_rejects_undocumented_shapes():
         ref.gaussian_nll_loss(x, x, torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"target of shape \(\) or \(1,\)"):
         ref.multi_margin_loss(torch.randn(5), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"\(N, in\) or \(in\)"):
+        ref.linear_cross_entropy(torch.randn(2, 3, 6), torch.randn(5, 6), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"target \(N,\)"):
         ref.cosine_embedding_loss(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.ones(2, 3))
 
