@@ -39,7 +39,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -132,11 +132,17 @@ class PosthocInput:
     counts: list[int]
     seed: int
     channels_last: bool = False
+    _features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def features(self, split: str) -> torch.Tensor:
-        """Penultimate features of ``x_<split>`` (``train``, ``val`` or ``test``) under the base model."""
-        return penultimate_features(self.model, self.data[f"x_{split}"], self.transform,
-                                    channels_last=self.channels_last)  # fmt: skip
+        """Penultimate features of ``x_<split>`` (``train``, ``val`` or ``test``) under the base model.
+
+        Computed once per split and shared by every method derived from the same base run.
+        """
+        if split not in self._features:
+            self._features[split] = penultimate_features(self.model, self.data[f"x_{split}"], self.transform,
+                                                         channels_last=self.channels_last)  # fmt: skip
+        return self._features[split]
 
 
 #: ``PosthocInput -> (test_logits, val_logits, extra)``, logits ``(N, C)`` float32 on the CPU.
@@ -615,15 +621,15 @@ def _train_one(method: Method, seed: int, pair: _PairData, device: torch.device)
     return record, model
 
 
-def _derive(method: Method, base: RunRecord, model: nn.Module, pair: _PairData) -> RunRecord:
+def _derive(method: Method, inp: PosthocInput, pair: _PairData) -> RunRecord:
     import time
 
     start = time.perf_counter()
+    base = inp.base
     if base.diverged:
         nan = torch.full_like(base.test_logits, math.nan)
         test, val, extra = nan, torch.full_like(base.extra["val_logits"], math.nan), {}
     else:
-        inp = PosthocInput(model, base, pair.data, pair.transform, pair.counts, base.seed, pair.config.channels_last)
         test, val, extra = method.posthoc(inp)
     record = _record(method.name, base.seed, pair.data_seed, test, val, pair, base.history, 0.0, math.nan,
                      base.diverged)  # fmt: skip
@@ -769,8 +775,9 @@ def run_experiment(
                                              profile, n_max, val_per_class)  # fmt: skip
             record, model = _train_one(METHODS[method_name], seed, pair, device)
             group = [record] if method_name in names else []
-            group += [_derive(METHODS[d], record, model, pair) for d in derived.get(method_name, [])]
-            del model
+            inp = PosthocInput(model, record, pair.data, pair.transform, pair.counts, seed, pair.config.channels_last)
+            group += [_derive(METHODS[d], inp, pair) for d in derived.get(method_name, [])]
+            del model, inp
             group_rows = [_row(r, name, profile, imbalance_ratio, pair.config.epochs) for r in group]
             rows.extend(group_rows)
             records.extend(group)
