@@ -3,25 +3,38 @@
 One concept per module:
 
 * :mod:`helpers.runtime` -- quick mode, synthetic-data permission, device choice, seeding.
-* :mod:`helpers.datasets` -- the data root, MNIST and CIFAR-10 as in-memory tensors, and the
-  loudly-labelled synthetic CIFAR-10 stand-in.
+* :mod:`helpers.glue` -- glue computed values into the prose (myst-nb when installed, a display otherwise).
+* :mod:`helpers.stats` -- paired t-intervals and the verdict words computed from them.
+* :mod:`helpers.datasets` -- the data root, MNIST and CIFAR-10/100 as in-memory tensors, damaged-file errors,
+  and the loudly-labelled synthetic CIFAR stand-ins.
 * :mod:`helpers.validation` -- argument checks shared by the losses (clear ``ValueError``/``TypeError``).
 * :mod:`helpers.models` -- small networks used by the chapters (``MnistNet``, ``SmallCNN``, the cosine head).
 * :mod:`helpers.reference` -- from-scratch versions of every ``torch.nn`` loss and the atlas that checks them
   (chapter 1).
 * :mod:`helpers.onehot_losses` -- squared error against one-hot targets, weighted per class (chapter 1).
 * :mod:`helpers.autograd_losses` -- hand-written backward passes and the gradient-check harness (chapter 2).
-* :mod:`helpers.weighted_ce` -- weighted cross-entropy taken apart element by element (chapter 3).
+* :mod:`helpers.weighted_ce` -- weighted cross-entropy taken apart element by element, effective weights
+  per sample (chapter 3).
 * :mod:`helpers.imbalance` -- long-tailed subsampling and the balanced validation split (chapter 4).
 * :mod:`helpers.losses` -- focal, LDAM, logit-adjusted and balanced-softmax losses, class weights, DRW.
-* :mod:`helpers.metrics` -- accuracy, balanced accuracy, group recalls, macro-F1, confusion, ECE.
+* :mod:`helpers.class_balanced` -- Cui et al.'s sigmoid CB focal loss and Cao et al.'s CB resampling.
+* :mod:`helpers.decoupling` -- cRT and tau-normalisation on a trained cross-entropy model (Kang et al.).
+* :mod:`helpers.metrics` -- accuracy, balanced accuracy, many/medium/few recalls, macro-F1, confusion, ECE.
 * :mod:`helpers.train` -- the in-memory trainer and its throughput comparison.
-* :mod:`helpers.experiments` -- the methods, the dataset registry, ``run_experiment`` and the CLI.
-* :mod:`helpers.cifar` -- CIFAR-10-LT: ResNet-32, FastNet, batch augmentation, protocols, published numbers
+* :mod:`helpers.longtail_types` -- the types a long-tailed experiment passes around (dataset spec, run record).
+* :mod:`helpers.results_store` -- a results file that records each run atomically and resumes.
+* :mod:`helpers.experiments` -- the methods, the dataset registry, ``run_experiment``, paired tables and the CLI.
+* :mod:`helpers.cifar` -- CIFAR-10/100-LT: ResNet-32, FastNet, batch augmentation, protocols, published numbers
   (chapter 5).
 * :mod:`helpers.custom_losses` -- custom loss modules that behave like ``torch.nn``'s (chapter 6).
 * :mod:`helpers.fast_focal` -- a softmax focal loss with a hand-written backward (chapter 6).
-* :mod:`helpers.tuning` -- search strategies, seed sweeps, selection bias, penalties (chapter 7).
+* :mod:`helpers.loss_benchmark` -- forward+backward time and memory of losses against cross-entropy (chapter 6).
+* :mod:`helpers.tuning` -- search strategies through Optuna (grid, random, TPE; storage and resume), seed sweeps,
+  selection bias, penalties (chapter 7).
+* :mod:`helpers.run_cache` -- the cache of training runs for knob sweeps (shared settings, paired seeds)
+  (chapter 7).
+* :mod:`helpers.accumulation` -- a step's mean cross-entropy over micro-batches and data-parallel workers
+  (chapter 8).
 
 Notebooks import the modules they need explicitly (``from helpers.datasets import load_mnist``);
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.

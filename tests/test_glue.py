@@ -32,3 +32,4 @@ def test_with_myst_nb_delegates(monkeypatch):
 def test_rejects_empty_name():
     with pytest.raises(ValueError, match="name"):
         glue("", 1)
+
