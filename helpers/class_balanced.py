@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.losses import class_balanced_weights
-from helpers.validation import check_class_counts, check_reduction
+from helpers.validation import check_class_counts, check_reduction, check_values
 
 __all__ = [
     "ClassBalancedSigmoidFocalLoss",
@@ -147,10 +147,12 @@ class ClassBalancedSigmoidFocalLoss(nn.Module):
                 f"target must be int64 class indices of shape ({input.shape[0]},), got "
                 f"{getattr(target, 'dtype', type(target).__name__)} {tuple(getattr(target, 'shape', ()))}"
             )
-        if target.device.type == "cpu" and target.numel():  # no host sync on an asynchronous device
-            low, high = int(target.min()), int(target.max())
-            if low < 0 or high >= num_classes:
-                raise ValueError(f"target must be in [0, {num_classes}), got values from {low} to {high}")
+        # ValueError on the CPU; a device-side assert on CUDA and under torch.compile (no host sync).
+        check_values(
+            (target >= 0) & (target < num_classes),
+            f"target must be in [0, {num_classes})",
+            lambda: f", got values from {int(target.min())} to {int(target.max())}",
+        )
         onehot = F.one_hot(target, num_classes).to(input.dtype)
         terms = sigmoid_focal_loss(input, onehot, alpha=-1, gamma=self.gamma, reduction="none")
         per_example = self.weight.to(dtype=input.dtype, device=input.device)[target] * terms.sum(1)
