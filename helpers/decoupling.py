@@ -13,7 +13,8 @@ training of the backbone:
   of its norm, :math:`\tilde w_c = w_c / \lVert w_c \rVert^{\tau}`, and score
   :math:`z_c = \tilde w_c^\top f(x)` (the bias is dropped, as in the authors' evaluation code).
   :math:`\tau = 0` keeps the weights (bias-free), :math:`\tau = 1` gives every class a unit-norm weight.
-  Head classes learn larger norms under instance-balanced training, so shrinking them helps the tail.
+  Kang et al.'s reasoning: head classes learn larger norms under instance-balanced training, and
+  shrinking them evens out the classes' scores (chapter 4 measures whether it pays on MNIST-LT).
   :math:`\tau` is chosen on the balanced validation set (:func:`choose_tau`).
 
 ``f(x)`` is the input of the model's last :class:`torch.nn.Linear` (:func:`penultimate_features`),

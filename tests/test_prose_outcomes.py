@@ -32,7 +32,7 @@ OUTCOME = re.compile(
 )
 # What is not prose: inline code, math, quoted claims, link targets, MyST roles' targets.
 NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\"[^\"]*\"|\u201c[^\u201d]*\u201d|\]\([^)]*\)", re.S)
-SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z*#(])|\n\s*\n|\n(?=#)|\n(?=\s*[-*] )|\n(?=\s*\d+\. )")
+SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z*#(])|(?<=[.!?:]\*\*)\s+(?=[A-Z*#(])|\n\s*\n|\n(?=#)|\n(?=\s*[-*] )|\n(?=\s*\d+\. )")
 
 
 def outcome_sentences(markdown: str) -> list[str]:
@@ -58,6 +58,8 @@ def test_the_rule_catches_typed_outcomes():
     assert outcome_sentences('A post claims "weighted MSE trains faster".') == []
     assert outcome_sentences("Call `torch.allclose` to see if it `matches`.") == []
     assert outcome_sentences("We load the data. The model trains.") == []
+    # a bold headline is its own sentence: glue in the next sentence does not cover it
+    assert outcome_sentences("**Focal loss helps.** It scores {glue:text}`x`.") == ["**Focal loss helps.**"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
