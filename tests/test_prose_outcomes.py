@@ -32,7 +32,10 @@ OUTCOME = re.compile(
 )
 # What is not prose: inline code, math, quoted claims, link targets, MyST roles' targets.
 NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\"[^\"]*\"|\u201c[^\u201d]*\u201d|\]\([^)]*\)", re.S)
-SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z*#(])|(?<=[.!?:]\*\*)\s+(?=[A-Z*#(])|\n\s*\n|\n(?=#)|\n(?=\s*[-*] )|\n(?=\s*\d+\. )")
+SENTENCE_END = re.compile(
+    r"(?<=[.!?:])\s+(?=[A-Z*#(])|(?<=[.!?:]\*\*)\s+(?=[A-Z*#(])"  # after a sentence, bold headlines too
+    r"|\n\s*\n|\n(?=#)|\n(?=\s*[-*] )|\n(?=\s*\d+\. )"  # paragraphs, headings, list items
+)
 
 
 def outcome_sentences(markdown: str) -> list[str]:
