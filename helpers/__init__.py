@@ -3,6 +3,7 @@
 One concept per module:
 
 * :mod:`helpers.runtime` -- quick mode, synthetic-data permission, device choice, seeding.
+* :mod:`helpers.versions` -- the running torch's release, and the guard for sections that need a newer one.
 * :mod:`helpers.glue` -- glue computed values into the prose (myst-nb when installed, a display otherwise).
 * :mod:`helpers.stats` -- paired t-intervals and the verdict words computed from them.
 * :mod:`helpers.datasets` -- the data root, MNIST and CIFAR-10/100 as in-memory tensors, damaged-file errors,
