@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 from torch.autograd.gradcheck import GradcheckError
 
 from helpers.validation import REDUCTIONS, check_class_targets, check_class_weight, check_reduction
@@ -75,8 +75,16 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
     Call it as ``SoftmaxCrossEntropyFunction.apply(input, target, weight, reduction)`` with
     ``input`` of shape ``(N, C)`` (floating point), ``target`` of shape ``(N,)`` (int64),
     ``weight`` of shape ``(C,)`` or ``None`` and ``reduction`` in ``{'none', 'mean', 'sum'}``;
-    :func:`softmax_cross_entropy` validates these first. The backward is not itself
-    differentiable (``once_differentiable``): second derivatives raise instead of being wrong.
+    :func:`softmax_cross_entropy` validates these first.
+
+    There is no double backward. The backward is not written in differentiable operations, so a
+    gradient taken with ``create_graph=True`` (a gradient penalty, a Hessian-vector product) would
+    have no graph and its own gradient would be silently missing. Instead, ``backward`` raises
+    ``RuntimeError`` whenever it runs with grad mode on, which inside a backward pass happens
+    exactly when ``create_graph=True`` was asked for; use :func:`composed_cross_entropy` or
+    ``F.cross_entropy`` there. (``torch.autograd.function.once_differentiable`` is not enough: it
+    raises only when the incoming gradient itself requires grad, and otherwise returns a first
+    derivative without a graph.)
     """
 
     @staticmethod
@@ -99,8 +107,14 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
+        if torch.is_grad_enabled():  # inside a backward pass: True exactly when create_graph=True
+            raise RuntimeError(
+                "SoftmaxCrossEntropyFunction does not support double backward (create_graph=True): "
+                "its hand-written backward is not differentiable. Use composed_cross_entropy or "
+                "F.cross_entropy where you need gradients of gradients."
+            )
+        # From here on grad mode is off (the guard above), so nothing below is recorded.
         log_p, target, w, nll, out = ctx.saved_tensors
         reduction = ctx.reduction
         # Per-example multiplier of (p_i - e_{y_i}) and of nll_i, following the docstring.
