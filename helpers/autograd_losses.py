@@ -107,17 +107,18 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
-        if torch.is_grad_enabled():  # inside a backward pass: True exactly when create_graph=True
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        # Inside a backward pass, grad mode is on exactly when create_graph=True.
+        if torch.is_grad_enabled():
             raise RuntimeError(
-                "SoftmaxCrossEntropyFunction does not support double backward (create_graph=True): "
-                "its hand-written backward is not differentiable. Use composed_cross_entropy or "
-                "F.cross_entropy where you need gradients of gradients."
+                "SoftmaxCrossEntropyFunction does not support double backward "
+                "(create_graph=True): its hand-written backward is not differentiable. "
+                "Use composed_cross_entropy or F.cross_entropy for gradients of gradients."
             )
-        # From here on grad mode is off (the guard above), so nothing below is recorded.
+        # From here on grad mode is off, so nothing below is recorded.
         log_p, target, w, nll, out = ctx.saved_tensors
         reduction = ctx.reduction
-        # Per-example multiplier of (p_i - e_{y_i}) and of nll_i, following the docstring.
+        # Per-example multiplier of (p_i - e_{y_i}) and of nll_i (see the docstring).
         if reduction == "none":
             g = grad_output
         elif reduction == "sum":
@@ -126,12 +127,13 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
             g = (grad_output / w.sum()).expand_as(w)
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_input = log_p.exp()  # softmax, a new tensor: the saved one stays intact
+            grad_input = log_p.exp()  # softmax, a new tensor: log_p stays intact
             grad_input[torch.arange(len(target), device=target.device), target] -= 1
             grad_input.mul_((g * w).unsqueeze(1))
         if ctx.needs_input_grad[2]:
             per_example = g * (nll - out) if reduction == "mean" else g * nll
-            grad_weight = per_example.new_zeros(ctx.num_classes).index_add_(0, target, per_example)
+            grad_weight = per_example.new_zeros(ctx.num_classes)
+            grad_weight.index_add_(0, target, per_example)
         return grad_input, None, grad_weight, None
 
 
