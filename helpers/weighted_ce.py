@@ -223,7 +223,6 @@ def effective_class_weights(
     return batch_size * w.unsqueeze(0) / denominators
 
 
-
 def sample_effective_weights(
     batch_labels: torch.Tensor, weight: torch.Tensor | Sequence[float], normalizer: float | None = None
 ) -> torch.Tensor:
@@ -264,3 +263,33 @@ def per_sample_class_weights(
     totals = torch.zeros(num_classes, dtype=eff.dtype, device=eff.device).index_add_(0, labels, eff.reshape(-1))
     counts = torch.bincount(labels, minlength=num_classes).to(eff.dtype)
     return totals / counts
+
+
+def per_sample_class_cv(
+    batch_labels: torch.Tensor, weight: torch.Tensor | Sequence[float], normalizer: float | None = None
+) -> torch.Tensor:
+    r"""Coefficient of variation of the effective weight a sample of each class receives.
+
+    The spread of :math:`e_{bj} = B\, w_{y_{bj}} / S_b` over the sample slots of class :math:`c`
+    (every batch counted once per class-:math:`c` sample it holds, as in
+    :func:`per_sample_class_weights`), relative to its mean:
+
+    .. math::  \mathrm{CV}_c = \frac{\operatorname{std}_{j: y_j = c}(e_j)}{\operatorname{mean}_{j: y_j = c}(e_j)},
+
+    with the sample standard deviation (divisor :math:`n_c - 1`). Unlike the spread of
+    :math:`e_{bc}` over *all* batches, which is the spread of :math:`B / S_b` and hence the same for
+    every class by construction, this one differs between classes: a rare class's own large weight
+    is part of every :math:`S_b` it appears in. Arguments as in :func:`effective_class_weights`.
+
+    Returns:
+        ``(C,)`` float64 tensor; NaN for a class with fewer than two samples in all the batches.
+    """
+    eff = sample_effective_weights(batch_labels, weight, normalizer).double().reshape(-1)
+    num_classes = effective_class_weights(batch_labels[:1], weight).shape[1]
+    labels = batch_labels.reshape(-1).to(eff.device)
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=eff.device).index_add_(0, labels, eff)
+    means = sums / counts
+    squares = torch.zeros_like(sums).index_add_(0, labels, (eff - means[labels]) ** 2)
+    std = (squares / (counts - 1)).sqrt()
+    return torch.where(counts > 1, std / means, torch.full_like(std, float("nan")))

@@ -13,6 +13,7 @@ from helpers.reference import cross_entropy as reference_cross_entropy
 from helpers.weighted_ce import (
     cross_entropy_terms,
     effective_class_weights,
+    per_sample_class_cv,
     per_sample_class_weights,
     sample_effective_weights,
 )
@@ -304,8 +305,9 @@ def test_per_sample_weight_of_a_rare_class_is_below_the_constant():
     labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
     g = torch.Generator().manual_seed(0)
     per_epoch = len(labels) // 128
-    batches = torch.cat([labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128)
-                         for _ in range(20)])
+    batches = torch.cat(
+        [labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128) for _ in range(20)]
+    )
     w = inverse_frequency_weights(counts)
     constant = 128 * w / (128 * w[labels].mean())
     per_batch = effective_class_weights(batches, w).mean(0)
@@ -314,3 +316,34 @@ def test_per_sample_weight_of_a_rare_class_is_below_the_constant():
     assert abs(per_batch[9].item() - 25.81) < 0.05 and per_batch[9] > constant[9]
     assert abs(per_sample[9].item() - 21.38) < 0.05 and per_sample[9] < constant[9]
     assert per_sample[0] > constant[0]  # the head class gains what the tail loses
+
+
+def test_per_sample_class_cv_by_hand():
+    batches = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    w = torch.tensor([1.0, 4.0])
+    # class 0 slots: 0.5, 0.5, 1/3; class 1 slots: 2, 4/3, 4/3 (see the test above)
+    for c, slots in ((0, [0.5, 0.5, 1 / 3]), (1, [2.0, 4 / 3, 4 / 3])):
+        s = torch.tensor(slots, dtype=torch.float64)
+        assert math.isclose(per_sample_class_cv(batches, w)[c].item(), (s.std() / s.mean()).item(), rel_tol=1e-6)
+    assert per_sample_class_cv(batches, torch.tensor([1.0, 4.0, 2.0]))[2].isnan()  # never drawn
+    assert per_sample_class_cv(torch.tensor([[0, 0, 1]]), w)[1].isnan()  # a single sample: no spread
+
+
+def test_per_sample_cv_differs_between_classes_while_the_all_batches_cv_does_not():
+    """Review 3.1: over all batches the CV of e_bc is the CV of B / S_b for every class (identity);
+    over the samples of each class it is not, and the rare heavy class varies less."""
+    counts = long_tailed_counts(5000, 10, 100)
+    labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
+    g = torch.Generator().manual_seed(0)
+    per_epoch = len(labels) // 128
+    batches = torch.cat(
+        [labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128) for _ in range(5)]
+    )
+    w = inverse_frequency_weights(counts)
+    eff = effective_class_weights(batches, w)
+    all_batches_cv = eff.std(0) / eff.mean(0)
+    torch.testing.assert_close(all_batches_cv, all_batches_cv[0].expand(10))  # the identity
+    cv = per_sample_class_cv(batches, w)
+    assert cv[9] < 0.9 * cv[0]
+    fixed = per_sample_class_cv(batches, w, normalizer=128 * w[labels].mean().item())
+    assert fixed.abs().max() < 1e-6  # a fixed normalizer: no spread at all
