@@ -295,19 +295,23 @@ def test_sample_effective_weights_by_hand():
     assert per_sample_class_weights(batches, torch.tensor([1.0, 4.0, 2.0]))[2].isnan()  # class 2 never drawn
 
 
+def _long_tailed_batches(epochs, batch_size=128, seed=0):
+    """long_tailed_counts(5000, 10, 100) as labels, and ``epochs`` seeded shuffles cut into batches."""
+    counts = long_tailed_counts(5000, 10, 100)
+    labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
+    g = torch.Generator().manual_seed(seed)
+    per_epoch = len(labels) // batch_size
+    shuffles = [torch.randperm(len(labels), generator=g)[: per_epoch * batch_size] for _ in range(epochs)]
+    return counts, labels, torch.cat([labels[idx].view(per_epoch, batch_size) for idx in shuffles])
+
+
 def test_per_sample_weight_of_a_rare_class_is_below_the_constant():
     """Issue 16's measurement: long_tailed_counts(5000, 10, 100), batch 128, 20 shuffled epochs.
 
     The average over *all* batches says the tail class gains (+4%); what a tail sample receives,
     averaged over the batches that hold it, is 13.9% less than the fixed constant.
     """
-    counts = long_tailed_counts(5000, 10, 100)
-    labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
-    g = torch.Generator().manual_seed(0)
-    per_epoch = len(labels) // 128
-    batches = torch.cat(
-        [labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128) for _ in range(20)]
-    )
+    counts, labels, batches = _long_tailed_batches(epochs=20)
     w = inverse_frequency_weights(counts)
     constant = 128 * w / (128 * w[labels].mean())
     per_batch = effective_class_weights(batches, w).mean(0)
@@ -332,13 +336,7 @@ def test_per_sample_class_cv_by_hand():
 def test_per_sample_cv_differs_between_classes_while_the_all_batches_cv_does_not():
     """Review 3.1: over all batches the CV of e_bc is the CV of B / S_b for every class (identity);
     over the samples of each class it is not, and the rare heavy class varies less."""
-    counts = long_tailed_counts(5000, 10, 100)
-    labels = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
-    g = torch.Generator().manual_seed(0)
-    per_epoch = len(labels) // 128
-    batches = torch.cat(
-        [labels[torch.randperm(len(labels), generator=g)[: per_epoch * 128]].view(per_epoch, 128) for _ in range(5)]
-    )
+    counts, labels, batches = _long_tailed_batches(epochs=5)
     w = inverse_frequency_weights(counts)
     eff = effective_class_weights(batches, w)
     all_batches_cv = eff.std(0) / eff.mean(0)
