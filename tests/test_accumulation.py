@@ -14,7 +14,7 @@ def _padded_batch(seed=0, batch=6, length=7, vocab=5):
     logits = torch.randn(batch, vocab, length, generator=g, dtype=D64)
     target = torch.randint(0, vocab, (batch, length), generator=g)
     lengths = torch.randint(1, length + 1, (batch,), generator=g)
-    target[torch.arange(length) >= lengths.unsqueeze(1)] = -100   # padding after each sequence's end
+    target[torch.arange(length) >= lengths.unsqueeze(1)] = -100  # padding after each sequence's end
     return logits, target
 
 
@@ -41,16 +41,18 @@ def test_micro_batches_and_workers_reproduce_the_big_batch(weight):
     (g_big,) = torch.autograd.grad(big, leaf)
 
     world_size, k = 2, 2
-    d = mean_denominator(target, weight=weight)           # all-reduced count of the whole step
+    d = mean_denominator(target, weight=weight)  # all-reduced count of the whole step
     leaf2 = logits.clone().requires_grad_()
     worker_losses = []
     for worker in range(world_size):
         rows = slice(worker * 4, (worker + 1) * 4)
-        worker_losses.append(sum(
-            step_cross_entropy(z, y, d, weight=weight, world_size=world_size)
-            for z, y in zip(leaf2[rows].chunk(k), target[rows].chunk(k), strict=True)
-        ))
-    averaged = sum(worker_losses) / world_size             # what DDP's gradient averaging amounts to
+        worker_losses.append(
+            sum(
+                step_cross_entropy(z, y, d, weight=weight, world_size=world_size)
+                for z, y in zip(leaf2[rows].chunk(k), target[rows].chunk(k), strict=True)
+            )
+        )
+    averaged = sum(worker_losses) / world_size  # what DDP's gradient averaging amounts to
     (g_step,) = torch.autograd.grad(averaged, leaf2)
     assert torch.allclose(averaged, big)
     assert torch.allclose(g_step, g_big)
