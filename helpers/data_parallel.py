@@ -2,9 +2,10 @@ r"""Real data-parallel training steps on the CPU: worker processes joined by glo
 
 Chapter 8's data-parallel lessons run on real ``torch.distributed`` processes instead of a simulation.
 :func:`run_workers` starts ``world_size`` processes (``spawn``, so it works from a notebook), joins them
-in a ``gloo`` process group through a file store in a temporary directory (no network port, loopback
-only) and returns what each worker returned, in rank order. The workers below are ordinary functions
-of this module because a spawned process can only run a function it can import.
+in a ``gloo`` process group through a file store in a temporary directory (no fixed port that could
+collide), points gloo at the loopback interface unless ``GLOO_SOCKET_IFNAME`` is set, and returns what
+each worker returned, in rank order. The workers below are ordinary functions of this module because
+a spawned process can only run a function it can import.
 
 Each worker wraps its model in ``DistributedDataParallel`` (DDP), which *averages* the gradients of the
 :math:`W` workers with an all-reduce during ``backward()``:
