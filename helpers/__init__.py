@@ -36,6 +36,8 @@ One concept per module:
   (chapter 7).
 * :mod:`helpers.accumulation` -- a step's mean cross-entropy over micro-batches and data-parallel workers
   (chapter 8).
+* :mod:`helpers.data_parallel` -- real data-parallel steps on the CPU (gloo worker processes): accumulation with
+  ``no_sync`` and InfoNCE with gathered negatives (chapter 8).
 
 Notebooks import the modules they need explicitly (``from helpers.datasets import load_mnist``);
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.

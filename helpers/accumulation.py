@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from helpers.validation import check_class_targets, check_class_weight
+from helpers.validation import check_class_targets, check_values
 
 __all__ = ["mean_denominator", "step_cross_entropy"]
 
@@ -52,30 +52,54 @@ def mean_denominator(
         A 0-dim tensor: an int64 count without weights, the total weight (weight's dtype) with them.
 
     Raises:
-        TypeError: a target is not int64.
-        ValueError: ``targets`` is empty, or a counted target is negative or (with ``weight``) not below ``C``.
+        TypeError: a target is not int64, or ``weight`` is not a floating-point tensor.
+        ValueError: ``targets`` is empty, ``weight`` is not 1-D, or a value check fails: a counted target
+            negative or (with ``weight``) not below ``C``, a negative or non-finite weight. Value checks
+            go through :func:`helpers.validation.check_values`: a ``ValueError`` in eager mode on the
+            CPU, a device-side assertion elsewhere, so counting never waits for a GPU (no host sync;
+            ``weight`` must be on the targets' device).
     """
     tensors = [targets] if isinstance(targets, Tensor) else list(targets)
     if not tensors:
         raise ValueError("targets must hold at least one tensor of class indices")
-    w = check_class_weight(weight)
+    w = _check_weight(weight)
     total: Tensor | None = None
     for i, target in enumerate(tensors):
         if not isinstance(target, Tensor) or target.dtype != torch.int64:
             got = target.dtype if isinstance(target, Tensor) else type(target).__name__
             raise TypeError(f"targets[{i}] must be an int64 tensor of class indices, got {got}")
-        counted = target[target != ignore_index]
-        if counted.numel() and int(counted.min()) < 0:
-            raise ValueError(f"targets[{i}] holds {int(counted.min())}, which is neither a class nor ignore_index")
+        counted = target != ignore_index
+        check_values(
+            (target >= 0) | ~counted,
+            f"targets[{i}] holds a value that is neither a class nor ignore_index={ignore_index}",
+        )
         if w is None:
-            part = torch.tensor(counted.numel(), dtype=torch.int64, device=target.device)
+            part = counted.sum()
         else:
-            if counted.numel() and int(counted.max()) >= w.shape[0]:
-                raise ValueError(f"targets[{i}] holds class {int(counted.max())}, but weight has {w.shape[0]} classes")
-            part = w.to(target.device)[counted].sum()
+            num_classes = w.shape[0]
+            check_values(
+                (target < num_classes) | ~counted,
+                f"targets[{i}] holds a class >= {num_classes}, the number of classes of weight",
+            )
+            # ignored targets read class 0's weight and are multiplied by 0: no boolean-mask indexing
+            part = (w[torch.where(counted, target, 0)] * counted).sum()
         total = part if total is None else total + part
     assert total is not None
     return total
+
+
+def _check_weight(weight: Tensor | None, num_classes: int | None = None) -> Tensor | None:
+    """Class weights as a 1-D floating tensor, checked without a host sync (:func:`check_values`)."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor) or not torch.is_floating_point(weight):
+        got = weight.dtype if isinstance(weight, Tensor) else type(weight).__name__
+        raise TypeError(f"weight must be a floating-point tensor of class weights, got {got}")
+    if weight.dim() != 1 or (num_classes is not None and weight.numel() != num_classes):
+        expected = f"({num_classes},)" if num_classes is not None else "(C,)"
+        raise ValueError(f"weight must have shape {expected}, one entry per class, got {tuple(weight.shape)}")
+    check_values(torch.isfinite(weight) & (weight >= 0), "weight must be finite and non-negative")
+    return weight
 
 
 def step_cross_entropy(
@@ -104,15 +128,36 @@ def step_cross_entropy(
         ignore_index: the target value that contributes nothing.
         weight: optional class weights ``(C,)``, the same as those given to :func:`mean_denominator`.
         world_size: number of data-parallel workers whose gradients are averaged (1 without data parallelism).
+
+    Returns:
+        A 0-dim tensor in ``input``'s dtype.
+
+    Raises:
+        TypeError: non-floating ``input``, non-int64 ``target`` or non-floating ``weight``.
+        ValueError: mismatched shapes, a bad ``world_size``, a non-scalar or non-positive
+            ``denominator``, targets out of range. Checks of tensor values (targets, a tensor
+            ``denominator``, ``weight``) go through :func:`helpers.validation.check_values`, so the
+            function never waits for a GPU: keep ``denominator`` on ``input``'s device (where
+            :func:`mean_denominator` and an all-reduce leave it) or as a 0-dim CPU tensor, and
+            ``weight`` on ``input``'s device.
     """
-    check_class_targets(input, target, ignore_index)
+    num_classes = check_class_targets(input, target, ignore_index)
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-    d = torch.as_tensor(denominator)
-    if d.numel() != 1 or not float(d) > 0:
+    if isinstance(denominator, Tensor):
+        if denominator.numel() != 1:
+            raise ValueError(
+                f"denominator must be a scalar (the global mean_denominator), got shape {tuple(denominator.shape)}"
+            )
+        # a 0-dim CPU tensor combines with a tensor on any device without a copy to that device
+        d = denominator.reshape(()).to(dtype=input.dtype)
+        check_values(d > 0, "denominator must be positive (the global mean_denominator)")
+    elif isinstance(denominator, bool) or not isinstance(denominator, (int, float)) or not denominator > 0:
         raise ValueError(f"denominator must be a positive scalar (the global mean_denominator), got {denominator!r}")
-    w = check_class_weight(weight, int(input.shape[1]))
+    else:
+        d = float(denominator)
+    w = _check_weight(weight, num_classes)
     if w is not None:
-        w = w.to(device=input.device, dtype=input.dtype)
+        w = w.to(dtype=input.dtype)  # not to input's device: a copy from the host would wait for the device
     summed = F.cross_entropy(input, target, weight=w, ignore_index=ignore_index, reduction="sum")
-    return summed * (world_size / d.to(device=input.device, dtype=input.dtype))
+    return summed * (world_size / d)
