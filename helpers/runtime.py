@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import textwrap
 import warnings
 from typing import TypeVar
 
@@ -147,7 +148,12 @@ def by_mode(full: T, quick: T) -> T:
 
 
 def mode_banner() -> str:
-    """One line saying which mode runs, for the top of every experiment notebook."""
+    """Which mode runs, for the top of every experiment notebook, wrapped to the page's 88 columns."""
+    return textwrap.fill(_mode_sentence(), 88, break_on_hyphens=False)
+
+
+def _mode_sentence() -> str:
+    """The mode sentence of :func:`mode_banner`, on one line."""
     if quick_mode():
         if quick_mode_source() == "memory":
             limit = (memory_limit_bytes() or 0) / 2**30

@@ -17,6 +17,7 @@ build or a local build of a release passes the guard of that release.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import torch
 
@@ -56,12 +57,13 @@ def requires_torch(version: str, feature: str) -> bool:
 
     Returns:
         ``True`` when the running torch has it. Otherwise prints one sentence, such as
-        ``"Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch 2.11.0."``,
-        and returns ``False``.
+        ``"Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch 2.11.0."``
+        (wrapped at 88 columns), and returns ``False``.
     """
     if not isinstance(feature, str) or not feature:
         raise ValueError(f"feature must be a non-empty string, got {feature!r}")
     if torch_at_least(version):
         return True
-    print(f"Skipped: {feature} is new in torch {version}; this kernel runs torch {torch.__version__}.")
+    sentence = f"Skipped: {feature} is new in torch {version}; this kernel runs torch {torch.__version__}."
+    print(textwrap.fill(sentence, 88, break_on_hyphens=False))  # the page's code column
     return False

@@ -104,3 +104,8 @@ def test_quick_mode_switches_on_under_binder_memory(no_cgroup, monkeypatch):
     monkeypatch.setenv("MEM_LIMIT", str(8 * 2**30))
     monkeypatch.delenv("LOSSBOOK_QUICK")
     assert runtime.quick_mode() is False  # 8 GiB holds every chapter in full mode
+
+
+def test_mode_banner_fits_the_page(monkeypatch):
+    monkeypatch.setenv("LOSSBOOK_QUICK", "1")
+    assert max(len(line) for line in runtime.mode_banner().splitlines()) <= 88

@@ -31,8 +31,10 @@ def test_guard_prints_one_sentence_and_returns_false_on_an_older_torch(monkeypat
     assert versions.requires_torch("2.12", "nn.LinearCrossEntropyLoss") is False
     out = capsys.readouterr().out
     assert out == (
-        "Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch 2.11.0+cu126.\n"
+        "Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch\n"
+        "2.11.0+cu126.\n"
     )
+    assert max(len(line) for line in out.splitlines()) <= 88
 
 
 def test_guard_is_silent_and_true_on_a_new_enough_torch(monkeypatch, capsys):
