@@ -49,6 +49,8 @@ __all__ = [
     "load_reproduction",
     "merge_job_files",
     "reproduction_table",
+    "repository_results_path",
+    "short_status",
     "sources_text",
 ]
 
@@ -278,16 +280,39 @@ def reproduction_table(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def repository_results_path() -> Path:
+    """:data:`RESULTS_PATH` in the clone this package was imported from (absent in an installed copy)."""
+    return Path(__file__).resolve().parent.parent / RESULTS_PATH
+
+
+def _jobs(payload: dict) -> list[dict]:
+    return [j for e in payload["experiments"] for j in e.get("jobs", [])]
+
+
 def sources_text(path: str | Path) -> str:
-    """One paragraph saying where the numbers of a reproduction file came from (for the notebook)."""
+    """One paragraph saying where the numbers of a reproduction file came from, or :data:`NO_RESULTS_SENTENCE`."""
+    if not Path(path).exists():
+        return NO_RESULTS_SENTENCE
     payload = load_reproduction(path)
-    jobs = [j for e in payload["experiments"] for j in e.get("jobs", [])]
+    jobs = _jobs(payload)
     runners = sorted({str(j.get("runner", {}).get("name", "unknown")) for j in jobs})
     data = sorted({str(j.get("data_source")) for j in jobs})
     what = (
         "a SIMULATION of the pipeline (synthetic stand-in or tiny budget): no number in it is a CIFAR result"
         if payload["kind"] != "reproduction" else "a reproduction on real CIFAR"
     )  # fmt: skip
-    return (f"{path}: {what}; {len(jobs)} jobs merged at {payload['merged_at']}, data {', '.join(data)}, "
-            f"runners {', '.join(runners)}. Published numbers: Cao et al. 2019 Table 2 and Menon et al. 2021 "
-            "Table 2, typed in (helpers.cifar.PUBLISHED_ERRORS).")  # fmt: skip
+    return (f"{Path(path).name}: {what}; {len(jobs)} jobs merged at {payload['merged_at']}, data "
+            f"{', '.join(data)}, runners {', '.join(runners)}. Published numbers: Cao et al. 2019 Table 2 and "
+            "Menon et al. 2021 Table 2, typed in (helpers.cifar.PUBLISHED_ERRORS).")  # fmt: skip
+
+
+def short_status(path: str | Path) -> str:
+    """A few words for a summary: ``'not run yet'``, ``'a simulation only'`` or ``'N jobs (protocol p)'``."""
+    if not Path(path).exists():
+        return "not run yet"
+    payload = load_reproduction(path)
+    if payload["kind"] != "reproduction":
+        return "a simulation only (no CIFAR result)"
+    jobs = _jobs(payload)
+    protocols = "/".join(sorted({str(j.get("protocol")) for j in jobs}))
+    return f"{len(jobs)} jobs on real CIFAR-LT, protocol {protocols}, merged {payload['merged_at'][:10]}"

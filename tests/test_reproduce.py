@@ -18,12 +18,16 @@ from helpers.reproduction import (
     GITHUB_MATRIX_LIMIT,
     METHOD_GROUPS,
     METHOD_NAMES,
+    NO_RESULTS_SENTENCE,
     SETTINGS,
     build_matrix,
     job_argv,
     load_reproduction,
     merge_job_files,
+    repository_results_path,
     reproduction_table,
+    short_status,
+    sources_text,
 )
 from helpers.results_store import ResultsConflictError, add_sections, merge_results
 
@@ -117,11 +121,26 @@ def test_merged_file_is_a_simulation_unless_every_job_ran_on_real_data(tmp_path)
     parts[0].write_text(json.dumps(bad))
     assert merge_job_files(parts, tmp_path / "sim.json")["kind"] == "simulation"
     assert reproduction_table(tmp_path / "sim.json")["Source"].str.contains("SIMULATION").all()
+    assert "SIMULATION" in sources_text(tmp_path / "sim.json") and "simulation" in short_status(tmp_path / "sim.json")
+    assert "real CIFAR" in sources_text(tmp_path / "real.json")
+    assert short_status(tmp_path / "real.json").startswith("2 jobs on real CIFAR-LT, protocol None")
+    assert sources_text(tmp_path / "absent.json") == NO_RESULTS_SENTENCE
+    assert short_status(tmp_path / "absent.json") == "not run yet"
     # a later dispatch (other seeds) merged with the earlier file keeps the earlier runs
     later = tmp_path / "later.json"
     later.write_text(json.dumps(_piece(["ce"], [2])))
     both = merge_job_files([later], tmp_path / "both.json", previous=tmp_path / "real.json")
     assert sorted(r["seed"] for r in both["experiments"][0]["runs"] if r["method"] == "ce") == [0, 1, 2]
+
+
+def test_the_committed_results_file_if_any_is_a_real_reproduction():
+    path = repository_results_path()
+    assert path == ROOT / "results" / "cifar_lt_reproduction.json"
+    if path.exists():
+        payload = load_reproduction(path)
+        assert payload["kind"] == "reproduction", "a simulated file must never be committed as the results"
+        assert all(j["data_source"] == "real" and not j["simulation"] for e in payload["experiments"]
+                   for j in e["jobs"])  # fmt: skip
 
 
 def test_a_real_job_refuses_the_synthetic_stand_in(tmp_path, monkeypatch):
