@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,13 +181,15 @@ def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str 
     shown as a CIFAR result. Written atomically; returns the payload.
 
     Raises:
-        ValueError: when no file is given, or a file is not a complete results file.
+        ValueError: when no file is given, or a file is not a complete results file with a ``job`` section.
     """
     payloads = []
     for path in paths:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
         if not payload.get("complete"):
             raise ValueError(f"{path} is not complete (a job stopped before recording all its runs)")
+        if not payload.get("job"):
+            raise ValueError(f"{path} has no job section (provenance): it was not written by tools/reproduce.py job")
         payloads.append(payload)
     if previous is not None and Path(previous).exists():
         old = load_reproduction(previous)
@@ -223,12 +226,17 @@ def load_reproduction(path: str | Path) -> dict:
 
 
 def _interval(errors: Sequence[float]) -> str:
+    """``'mean [low, high]'``: the 95% t-interval of the mean error over seeds; non-finite runs counted apart."""
     from helpers.stats import paired_difference
 
-    if len(errors) < 2:
-        return f"{errors[0]:.2f} (1 seed, no interval)"
-    ci = paired_difference(errors, [0.0] * len(errors))  # the interval of the mean error itself
-    return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    finite = [e for e in errors if math.isfinite(e)]
+    failed = f" ({len(errors) - len(finite)} run(s) without a result)" if len(finite) < len(errors) else ""
+    if not finite:
+        return "no result" + failed
+    if len(finite) < 2:
+        return f"{finite[0]:.2f} (1 seed, no interval){failed}"
+    ci = paired_difference(finite, [0.0] * len(finite))  # the interval of the mean error itself
+    return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]{failed}"
 
 
 def _source(payload: dict, kind: str) -> str:

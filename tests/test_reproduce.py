@@ -96,6 +96,16 @@ def test_merge_results_unites_methods_and_seeds_and_keeps_a_run_once():
         merge_results([])
 
 
+def test_a_run_without_a_result_is_counted_not_averaged(tmp_path):
+    piece = _piece(["crt"], [0, 1, 2])
+    piece["runs"][2]["accuracy"] = float("nan")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(piece))
+    merge_job_files([path], tmp_path / "m.json")
+    cell = reproduction_table(tmp_path / "m.json")["Top-1 error % (95% CI)"].iloc[0]
+    assert cell.startswith("45.00 [") and cell.endswith("(1 run(s) without a result)")
+
+
 def test_add_sections_keeps_the_store_own_sections(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(_piece(["ce"], [0])))
@@ -126,6 +136,11 @@ def test_merged_file_is_a_simulation_unless_every_job_ran_on_real_data(tmp_path)
     assert short_status(tmp_path / "real.json").startswith("2 jobs on real CIFAR-LT, protocol None")
     assert sources_text(tmp_path / "absent.json") == NO_RESULTS_SENTENCE
     assert short_status(tmp_path / "absent.json") == "not run yet"
+    raw = json.loads(parts[1].read_text())
+    del raw["job"]  # a results file without a job's provenance is refused, not merged as real
+    parts[1].write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="no job section"):
+        merge_job_files(parts, tmp_path / "raw.json")
     # a later dispatch (other seeds) merged with the earlier file keeps the earlier runs
     later = tmp_path / "later.json"
     later.write_text(json.dumps(_piece(["ce"], [2])))
