@@ -199,7 +199,12 @@ def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str 
     groups: dict[tuple, list[dict]] = {}
     for payload in payloads:
         groups.setdefault(_setting_key(payload["config"]), []).append(payload)
-    experiments = [merge_results(groups[key]) for key in sorted(groups)]
+    order = [(d, *SETTINGS[s]) for d in DATASET_LABELS for s in SETTINGS]  # the papers' column order
+
+    def rank(key: tuple) -> tuple:
+        return (order.index(key) if key in order else len(order), key)
+
+    experiments = [merge_results(groups[key]) for key in sorted(groups, key=rank)]
     jobs = [job for e in experiments for job in e.get("jobs", [])]
     simulated = any(job.get("simulation") or job.get("data_source") != "real" for job in jobs) or not jobs
     merged = {

@@ -38,6 +38,7 @@ from helpers.reproduction import (  # noqa: E402
     job_id,
     merge_job_files,
     reproduction_table,
+    sources_text,
 )
 from helpers.results_store import add_sections  # noqa: E402
 
@@ -151,6 +152,12 @@ def simulate(out_dir: str | Path, protocol: str, epochs: int | None, datasets: s
     return merged
 
 
+def _print_table(path: Path | str) -> None:
+    """The merged file's table, headed by ``sources_text`` (which says SIMULATION for a simulated file)."""
+    print(sources_text(path))
+    print(reproduction_table(path).drop(columns="Source").to_string(index=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python tools/reproduce.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,13 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         merged = merge_job_files(_files(args.inputs), args.out, previous=args.previous)
         print(f"merged {sum(len(e.get('jobs', [])) for e in merged['experiments'])} jobs "
               f"({merged['kind']}) into {args.out}")  # fmt: skip
-        print(reproduction_table(args.out).drop(columns="Source").to_string(index=False))
+        _print_table(args.out)
     else:
         tiny = args.tiny or (args.protocol is None and args.epochs is None)
         protocol = args.protocol or (TINY["protocol"] if tiny else "paper")
         epochs = args.epochs if args.epochs is not None else (TINY["epochs"] if tiny else None)
-        merged = simulate(args.out_dir, protocol, epochs, args.datasets, args.settings, args.methods, args.seeds)
-        print(reproduction_table(merged).drop(columns="Source").to_string(index=False))
+        _print_table(simulate(args.out_dir, protocol, epochs, args.datasets, args.settings, args.methods, args.seeds))
     return 0
 
 
