@@ -166,6 +166,18 @@ def test_a_real_job_refuses_the_synthetic_stand_in(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_real_job_fails_when_its_data_was_not_the_real_dataset(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOSSBOOK_ALLOW_SYNTHETIC", raising=False)
+    tool = _tool()
+    calls = []
+    monkeypatch.setattr(experiments, "main", lambda argv: calls.append(argv) or 0)  # the CLI "ran"
+    monkeypatch.setattr(tool, "data_source", lambda dataset: "synthetic")
+    job = build_matrix("cifar100", "exp10", "ldam", "1")[0]
+    with pytest.raises(RuntimeError, match="did not run on real cifar100"):
+        tool.run_job(job, "paper", tmp_path)
+    assert calls == [job_argv(job, "paper", tmp_path / f"{job['id']}.json")]
+
+
 def test_simulation_runs_a_subset_of_the_matrix_through_the_cli_and_merges(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LOSSBOOK_ALLOW_SYNTHETIC", "1")  # simulate sets it too; monkeypatch restores it
     tool = _tool()
