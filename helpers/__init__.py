@@ -27,6 +27,8 @@ One concept per module:
 * :mod:`helpers.experiments` -- the methods, the dataset registry, ``run_experiment``, paired tables and the CLI.
 * :mod:`helpers.cifar` -- CIFAR-10/100-LT: ResNet-32, FastNet, batch augmentation, protocols, published numbers
   (chapter 5).
+* :mod:`helpers.reproduction` -- the CIFAR-LT reproduction pipeline's job matrix, merged results file and its
+  table beside the published rows (chapter 5).
 * :mod:`helpers.custom_losses` -- custom loss modules that behave like ``torch.nn``'s (chapter 6).
 * :mod:`helpers.fast_focal` -- a softmax focal loss with a hand-written backward (chapter 6).
 * :mod:`helpers.loss_benchmark` -- forward+backward time and memory of losses against cross-entropy (chapter 6).

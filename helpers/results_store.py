@@ -15,6 +15,10 @@ The file is JSON: ``config`` (the arguments that define the experiment), ``runs`
 run), ``curves`` (per-epoch histories), ``train_counts``, ``train_config``, ``drw_start_epoch``,
 ``provenance`` (of the first session) with ``resumed`` (one provenance per later session) and
 ``complete`` (all requested runs are in). :func:`read_results_json` reads it back as a table.
+
+Files of one experiment written in pieces (e.g. one file per method and seed, as the reproduction
+workflow's jobs write them) are united by :func:`merge_results`; :func:`add_sections` records extra
+top-level sections (e.g. a job's provenance) in a results file, atomically.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ if TYPE_CHECKING:
 
     from helpers.longtail_types import RunRecord
 
-__all__ = ["ResultsConflictError", "ResultsStore", "read_results_json", "run_key", "write_json_atomic"]
+__all__ = [
+    "ResultsConflictError", "ResultsStore", "add_sections", "merge_results", "read_results_json", "run_key",
+    "write_json_atomic",
+]  # fmt: skip
 
 RunKey = tuple[str, int, int]
 
@@ -152,6 +159,80 @@ class ResultsStore:
         import pandas as pd
 
         return pd.DataFrame(self.payload["runs"])
+
+
+#: Config keys in which the pieces of one experiment may differ (:func:`merge_results` unites them).
+PIECE_KEYS = ("methods", "seeds")
+
+
+def add_sections(path: str | Path, **sections) -> dict:
+    """Set top-level ``sections`` of the results file ``path`` (e.g. ``job={...}``) and rewrite it atomically.
+
+    The store keeps unknown sections when it resumes a file, so they survive a rerun. Returns the payload.
+
+    Raises:
+        ValueError: if ``path`` is not a results file, or a section would replace one of the store's own.
+    """
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(payload, dict) or "config" not in payload or "runs" not in payload:
+        raise ValueError(f"{path} is not a results file of helpers.experiments")
+    own = {"config", "runs", "curves", "train_counts", "train_config", "drw_start_epoch", "provenance", "resumed",
+           "complete"}  # fmt: skip
+    clash = sorted(own & set(sections))
+    if clash:
+        raise ValueError(f"sections must not replace the store's own {clash}")
+    payload.update(_jsonable(sections))
+    write_json_atomic(path, payload)
+    return payload
+
+
+def merge_results(payloads: Iterable[dict]) -> dict:
+    """One results payload from the pieces of one experiment: the same config except methods and seeds.
+
+    The merged ``config`` lists the methods in first-seen order and the seeds sorted; ``runs`` and
+    ``curves`` are united, a run present in several pieces (same ``(method, seed, data_seed)``) kept
+    once, from the first piece; ``provenance`` is the first piece's, and ``parts`` records each
+    piece's methods, seeds, provenance and resumptions; each piece's ``job`` section (and the
+    ``jobs`` of an earlier merge) are collected in ``jobs``; ``complete`` holds when every piece is.
+
+    Raises:
+        ValueError: if no payload is given.
+        ResultsConflictError: if two pieces differ in a config key other than methods and seeds.
+    """
+    pieces = [p for p in payloads]
+    if not pieces:
+        raise ValueError("payloads must hold at least one results payload")
+    first = _normalized(pieces[0]["config"])
+    fixed = {k: v for k, v in first.items() if k not in PIECE_KEYS}
+    methods: list[str] = []
+    seeds: set[int] = set()
+    merged = {**pieces[0], "runs": [], "curves": [], "parts": [], "jobs": []}
+    merged.pop("job", None)
+    done: set[RunKey] = set()
+    for piece in pieces:
+        config = _normalized(piece["config"])
+        other = {k: v for k, v in config.items() if k not in PIECE_KEYS}
+        if other != fixed:
+            keys = sorted(k for k in set(other) | set(fixed) if other.get(k) != fixed.get(k))
+            raise ResultsConflictError(f"pieces of different experiments cannot be merged (they differ in {keys})")
+        methods += [m for m in config["methods"] if m not in methods]
+        seeds |= set(config["seeds"])
+        fresh = [r for r in piece["runs"] if run_key(r) not in done]
+        keys = {run_key(r) for r in fresh}
+        merged["runs"] += fresh
+        merged["curves"] += [c for c in piece.get("curves", []) if run_key(c) in keys]
+        done |= keys
+        merged["parts"] += piece.get("parts") or [
+            {k: piece.get(k) for k in ("provenance", "resumed")} | {k: config[k] for k in PIECE_KEYS}
+        ]
+        merged["jobs"] += ([piece["job"]] if piece.get("job") else []) + list(piece.get("jobs", []))
+        if merged.get("train_counts") is None:
+            merged.update({k: piece.get(k) for k in ("train_counts", "train_config", "drw_start_epoch")})
+    unique = {json.dumps(job, sort_keys=True): job for job in merged["jobs"]}  # a piece merged twice counts once
+    merged["jobs"] = list(unique.values())
+    merged["config"] = fixed | {"methods": methods, "seeds": sorted(seeds)}
+    merged["complete"] = all(p.get("complete", False) for p in pieces)
+    return merged
 
 
 def read_results_json(path: str | Path) -> tuple[pd.DataFrame, dict]:
