@@ -893,7 +893,7 @@ def _cases_nll2d(g: torch.Generator) -> list[Case]:
 
 
 def _cases_bce(g: torch.Generator) -> list[Case]:
-    extreme = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1e-50]], dtype=D)
+    extreme = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1e-50], [1e-14, 1e-30, 0.3]], dtype=D)
     return [
         Case("probabilities", {}, (_rand(g, 6, 3, low=0.02, high=0.98), _rand(g, 6, 3, grad=False))),
         Case(
@@ -902,11 +902,14 @@ def _cases_bce(g: torch.Generator) -> list[Case]:
             (_rand(g, 6, 3, low=0.02, high=0.98), torch.randint(0, 2, (6, 3), generator=g).to(D)),
         ),
         Case(
-            "x in {0, 1e-50, 1}: log clamped at -100",
+            "x in {0, 1e-50, 1e-30, 1e-14, 1}: log clamped at -100, or not but x(1 - x) < 1e-12",
             {},
-            (extreme.requires_grad_(), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=D)),
-            grad_differs="torch's gradient is (x - y) / max(x(1 - x), 1e-12), "
-            "not the clamped formula's (0, or NaN at x = 0, 1)",
+            (
+                extreme.requires_grad_(),
+                torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], dtype=D),
+            ),
+            grad_differs="torch's gradient is (x - y) / max(x(1 - x), 1e-12) everywhere, not the "
+            "formula's where x(1 - x) < 1e-12 (clamped log: 0, or NaN at x = 0, 1; else -1/x)",
         ),
         Case("0-d", {}, (_rand(g, low=0.02, high=0.98), _rand(g, grad=False))),
     ]
@@ -1265,7 +1268,7 @@ ATLAS: dict[str, AtlasEntry] = {
             ("weight", "log clamp"),
             binary_cross_entropy,
             _cases_bce,
-            note="at the log clamp the gradient is (x - y) / max(x(1 - x), 1e-12), not the formula's",
+            note="gradient (x - y) / max(x(1 - x), 1e-12) everywhere: not the formula's below 1e-12",
         ),
         AtlasEntry(
             "BCEWithLogitsLoss",

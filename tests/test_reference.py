@@ -348,3 +348,16 @@ def test_linear_cross_entropy_default_is_plain_linear_then_cross_entropy():
     assert not type(out_chunked.grad_fn).__name__.startswith("NllLossBackward")
     torch.testing.assert_close(out_chunked, out_plain, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out_plain, F.cross_entropy(x @ plain.linear.weight.T, y), rtol=0, atol=0)
+
+
+def test_bce_gradient_is_capped_where_the_log_is_not_clamped():
+    """x = 1e-30 or 1e-14 (y = 1): the loss is the true -log x, but torch's gradient is about -1e12, not -1/x."""
+    x = torch.tensor([1e-30, 1e-14], dtype=torch.float64, requires_grad=True)
+    y = torch.ones(2, dtype=torch.float64)
+    loss = F.binary_cross_entropy(x, y, reduction="none")
+    torch.testing.assert_close(loss, -x.detach().log())
+    (g_torch,) = torch.autograd.grad(loss.sum(), x)
+    (g_formula,) = torch.autograd.grad(ref.binary_cross_entropy(x, y, reduction="sum"), x)
+    torch.testing.assert_close(g_formula, -1 / x.detach())
+    eps = float(torch.tensor(1e-12, dtype=torch.float32))
+    torch.testing.assert_close(g_torch, (x.detach() - 1) / eps, rtol=1e-12, atol=0)
