@@ -11,7 +11,9 @@ The second half of the module is the **atlas**: one :class:`AtlasEntry` per loss
 random test cases that exercise the options. :func:`check_entry` runs the ``torch.nn`` module and the
 reference on every case and every reduction and compares values and input gradients in float64
 (tolerances :data:`RTOL`, :data:`ATOL`). :func:`torch_loss_classes` discovers the loss classes of the
-installed torch, so that a new one without an atlas entry is noticed (the unit tests fail).
+installed torch, so that a new one without an atlas entry is noticed (the unit tests fail). Entries for
+losses newer than the running torch (:data:`NEWER_LOSSES`) are left out of :data:`ATLAS` and named, with
+the reason, in :data:`SKIPPED`.
 """
 
 from __future__ import annotations
@@ -99,8 +101,16 @@ def _logsumexp(x: Tensor, dim: int) -> Tensor:
     return torch.where(positive, safe_log + m.squeeze(dim), torch.full_like(s, -math.inf))
 
 
-def log_softmax(x: Tensor, dim: int = 1) -> Tensor:
-    """``x - log(sum(exp(x)))`` along ``dim`` (max-shifted, so large logits do not overflow)."""
+def log_softmax(x: Tensor, dim: int = 1, dtype: torch.dtype | None = None) -> Tensor:
+    """``x - log(sum(exp(x)))`` along ``dim`` (max-shifted, so large logits do not overflow).
+
+    As ``F.log_softmax``: ``dtype`` casts ``x`` first; a 0-d ``x`` is one element (log-probability 0);
+    a tensor with no elements comes back empty, with its shape.
+    """
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.dim() == 0 or x.numel() == 0:
+        return x - x  # log(1) = 0 for the lone element (gradient 0), or the empty tensor itself
     return x - _logsumexp(x, dim).unsqueeze(dim)
 
 
@@ -109,20 +119,13 @@ def _log_sigmoid(x: Tensor) -> Tensor:
     return -torch.logaddexp(torch.zeros_like(x), -x)
 
 
-def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
-    r"""The distance torch's triplet losses use: :math:`\lVert x_1 - x_2 + \epsilon \rVert_p` over the last dim."""
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    r"""The distance torch's triplet losses use: :math:`\lVert x_1 - x_2 + \epsilon \rVert_p` over the last dim
+    (kept as a size-1 dimension with ``keepdim``)."""
     diff = (x1 - x2 + eps).abs()
     if p == math.inf:
-        return diff.amax(-1)
-    return diff.pow(p).sum(-1).pow(1.0 / p)
-
-
-def _broadcasts_in_one_dim(shape: torch.Size, like: torch.Size) -> bool:
-    """``shape == like``, or the same rank with exactly one dimension that is 1 where ``like``'s is not."""
-    if len(shape) != len(like):
-        return False
-    differ = [a for a, b in zip(shape, like, strict=True) if a != b]
-    return differ == [] or differ == [1]
+        return diff.amax(-1, keepdim=keepdim)
+    return diff.pow(p).sum(-1, keepdim=keepdim).pow(1.0 / p)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -207,30 +210,40 @@ def gaussian_nll_loss(
     r"""Gaussian negative log-likelihood with predicted mean ``input`` and variance ``var``.
 
     :math:`\ell = \tfrac12\left(\log v + (x - y)^2 / v\right)` with :math:`v = \max(\sigma^2, \epsilon)`,
-    plus :math:`\tfrac12\log 2\pi` if ``full``. Shapes, as documented: ``input`` ``(N, *)`` or ``(*)``;
-    ``target`` the same shape, or the same with one dimension of size 1 (it broadcasts); ``var`` the
-    same shape, the same with one dimension of size 1, one dimension fewer (the last), or a float.
+    plus :math:`\tfrac12\log 2\pi` if ``full``. Shapes, as torch accepts them: ``input`` ``(N, *)`` or
+    ``(*)``; ``target`` any shape that broadcasts with ``input`` (the documented same shape, one
+    dimension of size 1, but also a 0-d target or one with fewer leading dimensions; ``'none'`` then
+    returns the broadcast shape); ``var`` a float, the shape of ``input``, that shape without its last
+    dimension, or the same number of dimensions where the ones that differ from ``input``'s have sizes
+    adding up to 1 (one dimension of size 1).
 
     Gradient: torch clamps ``var`` in place under ``no_grad``, so autograd treats the clamp as the
     identity (*straight-through*): the gradient is the formula's gradient **evaluated at the clamped
     variance** :math:`v`, e.g. :math:`\partial\ell/\partial\sigma^2 = \tfrac12(1/v - (x - y)^2/v^2)`, and it
-    reaches ``var`` even where :math:`\sigma^2 < \epsilon` (where the clamp's true derivative is 0).
+    reaches ``var`` even where :math:`\sigma^2 < \epsilon` (where the clamp's true derivative is 0). This
+    reference reproduces that documented behaviour on purpose ("the clamping of var is ignored with
+    respect to autograd"), so the atlas lists no gradient divergence for it.
     """
     _float(input, "input")
-    if not isinstance(target, Tensor) or not _broadcasts_in_one_dim(target.shape, input.shape):
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    try:
+        torch.broadcast_shapes(input.shape, target.shape)
+    except RuntimeError:
         raise ValueError(
-            f"target must have the shape of input {tuple(input.shape)}, or that shape with one dimension of "
-            f"size 1, got {tuple(getattr(target, 'shape', ()))}"
-        )
+            f"target must broadcast with input {tuple(input.shape)}, got {tuple(target.shape)}"
+        ) from None
     if not isinstance(var, Tensor):
         var = torch.full_like(input, float(var))
-    if var.dim() == input.dim() - 1 and var.shape == input.shape[:-1]:
-        var = var.unsqueeze(-1)
-    elif not _broadcasts_in_one_dim(var.shape, input.shape):
-        raise ValueError(
-            f"var must have the shape of input {tuple(input.shape)}, that shape with one dimension of size 1 "
-            f"or without its last dimension, or be a float; got {tuple(var.shape)}"
-        )
+    if var.shape != input.shape:
+        differ = [v for i, v in zip(input.shape, var.shape, strict=False) if i != v]
+        if var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (var.dim() == input.dim() and sum(differ) == 1):
+            raise ValueError(
+                f"var must have the shape of input {tuple(input.shape)}, that shape with one dimension of size 1 "
+                f"or without its last dimension, or be a float; got {tuple(var.shape)}"
+            )
     if (var < 0).any():
         raise ValueError("var has negative entries")
     var = var + (var.clamp(min=eps) - var).detach()  # straight-through: value clamped, gradient as if not
@@ -330,12 +343,16 @@ def linear_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    options: object | None = None,
 ) -> Tensor:
-    r"""Cross-entropy of the logits :math:`x W^\top + b` (a linear layer fused with the loss).
+    r"""Cross-entropy of the logits :math:`x W^\top + b` (``F.linear_cross_entropy``).
 
     ``input`` ``(N, in)`` or unbatched ``(in)``, ``linear_weight`` ``(C, *out, in)``, ``linear_bias``
     ``(C, *out)``; the logits have shape ``(N, C, *out)`` (``(C, *out)`` unbatched) and are passed to
-    :func:`cross_entropy`.
+    :func:`cross_entropy`. ``options`` (torch's ``LinearCrossEntropyOptions``) chooses how torch
+    computes the same number (its chunked path, which never holds all the logits at once); it does not
+    change the value, so the reference accepts and ignores it. With ``options=None`` torch itself runs
+    this plain linear-then-cross-entropy.
     """
     _float(input, "input")
     if input.dim() not in (1, 2):
@@ -876,7 +893,7 @@ def _cases_nll2d(g: torch.Generator) -> list[Case]:
 
 
 def _cases_bce(g: torch.Generator) -> list[Case]:
-    extreme = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1e-50]], dtype=D)
+    extreme = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1e-50], [1e-14, 1e-30, 0.3]], dtype=D)
     return [
         Case("probabilities", {}, (_rand(g, 6, 3, low=0.02, high=0.98), _rand(g, 6, 3, grad=False))),
         Case(
@@ -885,11 +902,14 @@ def _cases_bce(g: torch.Generator) -> list[Case]:
             (_rand(g, 6, 3, low=0.02, high=0.98), torch.randint(0, 2, (6, 3), generator=g).to(D)),
         ),
         Case(
-            "x in {0, 1e-50, 1}: log clamped at -100",
+            "x in {0, 1e-50, 1e-30, 1e-14, 1}: log clamped at -100, or not but x(1 - x) < 1e-12",
             {},
-            (extreme.requires_grad_(), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=D)),
-            grad_differs="torch's gradient is (x - y) / max(x(1 - x), 1e-12), "
-            "not the clamped formula's (0, or NaN at x = 0, 1)",
+            (
+                extreme.requires_grad_(),
+                torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], dtype=D),
+            ),
+            grad_differs="torch's gradient is (x - y) / max(x(1 - x), 1e-12) everywhere, not the "
+            "formula's where x(1 - x) < 1e-12 (clamped log: 0, or NaN at x = 0, 1; else -1/x)",
         ),
         Case("0-d", {}, (_rand(g, low=0.02, high=0.98), _rand(g, grad=False))),
     ]
@@ -1133,6 +1153,12 @@ def _cases_linear_ce(g: torch.Generator) -> list[Case]:
             "out_features=(3,)", {**base, "out_features": (3,), "bias": True}, (_randn(g, 4, d), _classes(g, c, 4, 3))
         ),
         Case("unbatched (in)", {**base, "weight": _weights(g, c)}, (_randn(g, d), torch.tensor(2))),
+        Case(
+            "options: chunked path, batch_chunk_size=2",
+            {**base, "bias": True, "options": nn.LinearCrossEntropyOptions(batch_chunk_size=2)},
+            (_randn(g, 7, d), t),
+            reductions=("none", "mean", "sum"),
+        ),
     ]
 
 
@@ -1207,10 +1233,10 @@ ATLAS: dict[str, AtlasEntry] = {
         ),
         AtlasEntry(
             "LinearCrossEntropyLoss",
-            "multi-class (fused linear head)",
+            "multi-class (linear head + CE)",
             "features (N, in)",
             "int64 (N, *out)",
-            ("bias", "weight", "ignore_index", "label_smoothing", "out_features"),
+            ("bias", "weight", "ignore_index", "label_smoothing", "out_features", "options"),
             linear_cross_entropy,
             _cases_linear_ce,
             call_reference=_call_linear_ce,
@@ -1242,7 +1268,7 @@ ATLAS: dict[str, AtlasEntry] = {
             ("weight", "log clamp"),
             binary_cross_entropy,
             _cases_bce,
-            note="at the log clamp the gradient is (x - y) / max(x(1 - x), 1e-12), not the formula's",
+            note="gradient (x - y) / max(x(1 - x), 1e-12) everywhere: not the formula's below 1e-12",
         ),
         AtlasEntry(
             "BCEWithLogitsLoss",
@@ -1372,7 +1398,7 @@ _GUIDE: dict[str, tuple[str, str]] = {
     "CrossEntropyLoss": ("ℓₙ = −Σ_c w_c q_nc log softmax(x)_nc; 'mean' ÷ Σₙ w_yₙ (index targets)",
                          "single-label classification from raw logits: the default"),
     "LinearCrossEntropyLoss": ("CrossEntropyLoss of the logits x·Wᵀ + b",
-                               "a huge output layer (vocabularies): linear layer and loss fused"),
+                               "a huge output layer, with options= for the chunked path (default: plain)"),
     "NLLLoss": ("ℓₙ = −w_yₙ x_n,yₙ; 'mean' ÷ Σₙ w_yₙ", "the model already outputs log-probabilities"),
     "NLLLoss2d": ("as NLLLoss", "never: deprecated alias of NLLLoss"),
     "BCELoss": ("ℓ = −w[y log x + (1 − y) log(1 − x)], logs clamped ≥ −100",
@@ -1397,7 +1423,20 @@ _GUIDE: dict[str, tuple[str, str]] = {
     "CTCLoss": ("ℓₙ = −log Σ_(alignments π of yₙ) Π_t p_t(π_t)",
                 "sequence labels without alignment (speech, handwriting)"),
 }
-ATLAS = {name: replace(entry, formula=_GUIDE[name][0], use_when=_GUIDE[name][1]) for name, entry in ATLAS.items()}
+#: Losses newer than the book's oldest supported torch, with the release that brought them.
+NEWER_LOSSES: dict[str, str] = {"LinearCrossEntropyLoss": "2.12"}
+
+#: Atlas entries the running torch cannot check, with the reason (``{name: "new in torch 2.12"}``).
+SKIPPED: dict[str, str] = {
+    name: f"new in torch {NEWER_LOSSES.get(name, '?')}; this torch is {torch.__version__}"
+    for name in ATLAS
+    if not hasattr(nn, name)
+}
+ATLAS = {
+    name: replace(entry, formula=_GUIDE[name][0], use_when=_GUIDE[name][1])
+    for name, entry in ATLAS.items()
+    if name not in SKIPPED
+}
 
 
 def torch_loss_classes() -> list[str]:

@@ -199,6 +199,8 @@ def _documented_shape_cases():
          (r(2, 3, 4), r(2, 1, 4), pos(2, 3, 1))),
         ("gaussian var one dim fewer", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(5))),
         ("gaussian unbatched (D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(4), r(4), pos(4))),
+        ("gaussian 0-d target", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5), r(), pos(5))),
+        ("gaussian target one dim fewer", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 5), r(5), pos(5))),
         ("hinge_embedding 0-d, y=1", F.hinge_embedding_loss, ref.hinge_embedding_loss,
          (r(), torch.tensor(1.0, dtype=D64))),
         ("hinge_embedding 0-d, y=-1", F.hinge_embedding_loss, ref.hinge_embedding_loss,
@@ -241,8 +243,10 @@ def test_reference_accepts_every_documented_shape(case, reduction):
 
 def test_reference_rejects_undocumented_shapes():
     x = torch.randn(5, 3)
-    with pytest.raises(ValueError, match="one dimension of size 1"):
+    with pytest.raises(ValueError, match="target must broadcast with input"):
         ref.gaussian_nll_loss(x, torch.randn(5, 2), torch.ones(5, 3))
+    with pytest.raises(RuntimeError):  # torch refuses the same target
+        F.gaussian_nll_loss(x, torch.randn(5, 2), torch.ones(5, 3))
     with pytest.raises(ValueError, match="var must have"):
         ref.gaussian_nll_loss(x, x, torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"target of shape \(\) or \(1,\)"):
@@ -319,3 +323,41 @@ def test_onehot_mse_validation():
         OneHotMSELoss(3)(torch.randn(2, 4), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="int64"):
         OneHotMSELoss(3)(torch.randn(2, 3), torch.tensor([0, 1], dtype=torch.int32))
+
+
+def test_atlas_skips_only_what_this_torch_lacks():
+    """An entry is left out only when torch.nn lacks the class; it is named with the release that has it."""
+    for name, reason in ref.SKIPPED.items():
+        assert not hasattr(nn, name) and name in ref.NEWER_LOSSES
+        assert f"new in torch {ref.NEWER_LOSSES[name]}" in reason
+    assert set(ATLAS) | set(ref.SKIPPED) >= set(ref.NEWER_LOSSES)
+    assert not set(ATLAS) & set(ref.SKIPPED)
+
+
+@pytest.mark.skipif(not hasattr(nn, "LinearCrossEntropyOptions"), reason="torch without LinearCrossEntropyLoss")
+def test_linear_cross_entropy_default_is_plain_linear_then_cross_entropy():
+    """options=None runs F.cross_entropy on the full logits (its graph ends in NLL); options= runs another path."""
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 6, dtype=torch.float64, requires_grad=True), torch.randint(0, 5, (8,))
+    plain = nn.LinearCrossEntropyLoss(6, 5, dtype=torch.float64)
+    chunked = nn.LinearCrossEntropyLoss(6, 5, dtype=torch.float64,
+                                        options=nn.LinearCrossEntropyOptions(batch_chunk_size=2))
+    chunked.load_state_dict(plain.state_dict())
+    out_plain, out_chunked = plain(x, y), chunked(x, y)
+    assert type(out_plain.grad_fn).__name__.startswith("NllLossBackward")
+    assert not type(out_chunked.grad_fn).__name__.startswith("NllLossBackward")
+    torch.testing.assert_close(out_chunked, out_plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out_plain, F.cross_entropy(x @ plain.linear.weight.T, y), rtol=0, atol=0)
+
+
+def test_bce_gradient_is_capped_where_the_log_is_not_clamped():
+    """x = 1e-30 or 1e-14 (y = 1): the loss is the true -log x, but torch's gradient is about -1e12, not -1/x."""
+    x = torch.tensor([1e-30, 1e-14], dtype=torch.float64, requires_grad=True)
+    y = torch.ones(2, dtype=torch.float64)
+    loss = F.binary_cross_entropy(x, y, reduction="none")
+    torch.testing.assert_close(loss, -x.detach().log())
+    (g_torch,) = torch.autograd.grad(loss.sum(), x)
+    (g_formula,) = torch.autograd.grad(ref.binary_cross_entropy(x, y, reduction="sum"), x)
+    torch.testing.assert_close(g_formula, -1 / x.detach())
+    eps = float(torch.tensor(1e-12, dtype=torch.float32))
+    torch.testing.assert_close(g_torch, (x.detach() - 1) / eps, rtol=1e-12, atol=0)
