@@ -123,9 +123,16 @@ class SigmoidFocalLoss(nn.Module):
         target = target.detach().to(input.dtype)
         loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
         if self.gamma != 0:
-            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction.
-            log_one_minus_pt = torch.logaddexp(
-                F.logsigmoid(input) + torch.log1p(-target), F.logsigmoid(-input) + torch.log(target)
+            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction. Hard
+            # targets take their one term directly: log(0) = -inf inside logaddexp makes its second
+            # derivative NaN.
+            log_p, log_not_p = F.logsigmoid(input), F.logsigmoid(-input)
+            soft = (target > 0) & (target < 1)
+            t = torch.where(soft, target, torch.full_like(target, 0.5))
+            log_one_minus_pt = torch.where(
+                soft,
+                torch.logaddexp(log_p + torch.log1p(-t), log_not_p + torch.log(t)),
+                torch.where(target == 1, log_not_p, log_p),
             )
             loss = loss * torch.exp(self.gamma * log_one_minus_pt)
         if self.alpha is not None:

@@ -44,7 +44,8 @@ def reduce_loss(loss: torch.Tensor, reduction: str, weight_sum: torch.Tensor | N
 
     ``'mean'`` divides the sum by ``weight_sum`` when given (the weighted-mean convention of
     ``F.cross_entropy`` and ``F.nll_loss``: divide by the total weight of the targets), otherwise by
-    the number of elements.
+    the number of elements. A total weight of 0 (every target ignored) gives NaN with a zero
+    gradient, as ``F.cross_entropy`` does (a plain ``0 / 0`` would give NaN gradients too).
     """
     check_reduction(reduction)
     if reduction == "none":
@@ -53,7 +54,9 @@ def reduce_loss(loss: torch.Tensor, reduction: str, weight_sum: torch.Tensor | N
         return loss.sum()
     if weight_sum is None:
         return loss.mean()
-    return loss.sum() / weight_sum
+    counted = weight_sum != 0
+    mean = loss.sum() / torch.where(counted, weight_sum, torch.ones_like(weight_sum))
+    return torch.where(counted, mean, torch.full_like(mean, float("nan")))
 
 
 def under_functorch() -> bool:
