@@ -79,7 +79,7 @@ def check_values(ok: torch.Tensor, message: str, detail: Callable[[], str] | Non
     is a device-side assert: the kernel prints ``message`` on the device (recent versions; older
     ones drop it) and Python sees the generic ``RuntimeError: CUDA error: device-side assert
     triggered`` at a later synchronisation, after which the CUDA context is unusable. Keep
-    ``message`` short (torch refuses one of 255 characters or more). Under ``torch.func`` transforms
+    ``message`` short (PyTorch's CUDA code refuses one of 255 characters or more). Under ``torch.func`` transforms
     (``vmap`` over targets: no single value to branch on) and on the ``meta`` device (no values):
     nothing is checked.
     """
