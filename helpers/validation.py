@@ -100,7 +100,7 @@ def same_device(buffer: torch.Tensor, input: torch.Tensor, name: str) -> torch.T
     """
     if buffer.device != input.device:
         raise RuntimeError(
-            f"{name} is on {buffer.device} but input is on {input.device}: move the loss with the model "
+            f"{name} is on device {buffer.device} but input is on device {input.device}: move the loss with the model "
             f"(loss_fn.to({str(input.device)!r}))"
         )
     return buffer.to(dtype=input.dtype)
