@@ -36,11 +36,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads; 0 = torch's choice (default 1)")
     parser.add_argument("--gamma", type=float, default=2.0, help="focal gamma (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the logits and labels (default 0)")
+    parser.add_argument(
+        "--head-features", type=int, default=64, help="input size of the nn.Linear head in the memory step (default 64)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write rows and provenance to this JSON file")
     args = parser.parse_args(argv)
     classes = tuple(int(c) for c in args.classes.split(","))
     threads = args.threads or None
-    rows = run_benchmark(args.n, classes, args.repeats, args.warmup, args.device, args.gamma, args.seed, threads)
+    rows = run_benchmark(
+        args.n,
+        classes,
+        args.repeats,
+        args.warmup,
+        args.device,
+        args.gamma,
+        args.seed,
+        threads,
+        head_features=args.head_features,
+    )
     provenance = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "torch": torch.__version__,

@@ -438,9 +438,9 @@ GRADCHECK_FACTORIES: dict[str, Callable[[Callable], list[GradcheckCase]]] = {
     "helpers.fast_focal.FastFocalLoss": lambda cls: _logits_cases(
         lambda r: cls(gamma=0.5, alpha=_class_weight(), reduction=r), "gamma=0.5, alpha"
     ),
-    "helpers.fast_focal.FocalLossFunction": lambda cls: [
-        *_function_cases(cls.apply, (_class_weight(), 0.5), "gamma=0.5, alpha"),
-        *_function_cases(cls.apply, (None, 2.0), "gamma=2"),
+    "helpers.fast_focal.FocalLossFunction": lambda cls: [  # apply returns the loss first, then saved vectors
+        *_function_cases(lambda *args: cls.apply(*args)[0], (_class_weight(), 0.5), "gamma=0.5, alpha"),
+        *_function_cases(lambda *args: cls.apply(*args)[0], (None, 2.0), "gamma=2"),
     ],
     "helpers.fast_focal.fast_focal_loss": lambda fn: _function_cases(
         lambda z, y, r: fn(z, y, _class_weight(), 0.5, r), label="gamma=0.5, alpha"

@@ -38,11 +38,16 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from helpers.losses import class_balanced_weights
-from helpers.validation import check_class_counts, check_reduction, check_values
+from helpers.validation import (
+    check_class_counts,
+    check_reduction,
+    check_values,
+    float32_under_autocast,
+    same_device,
+)
 
 __all__ = [
     "ClassBalancedSigmoidFocalLoss",
@@ -120,10 +125,14 @@ class ClassBalancedSigmoidFocalLoss(nn.Module):
         reduction: ``'none'`` (per-example loss :math:`w_{y_i} \sum_c \mathrm{FL}_{ic}`, shape ``(N,)``),
             ``'sum'``, or ``'mean'``: the sum divided by the number of positive labels, which for
             single-label data is ``N``. This is the paper's normalisation; it is *not* the division by
-            the summed weights that a weighted ``F.cross_entropy`` does.
+            the summed weights that a weighted ``F.cross_entropy`` does. An empty batch gives 0/0 =
+            NaN, as torch's losses do.
 
     Shapes: ``input`` ``(N, C)`` floating logits, ``target`` ``(N,)`` int64 in ``[0, C)``. The weights
-    are the registered buffer ``weight`` and follow the input's device and dtype.
+    are the registered buffer ``weight``: on the input's device (``RuntimeError`` otherwise, as in
+    ``nn.CrossEntropyLoss``), cast to its dtype. Errors: ``TypeError`` for a dtype (non-floating
+    input, non-int64 target), ``ValueError`` for a shape or value. Under autocast 16-bit logits give
+    a float32 loss.
     """
 
     def __init__(self, class_counts: Counts, beta: float = 0.9999, gamma: float = 1.0, reduction: str = "mean") -> None:
@@ -137,29 +146,33 @@ class ClassBalancedSigmoidFocalLoss(nn.Module):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from torchvision.ops import sigmoid_focal_loss
 
-        if not isinstance(input, torch.Tensor) or not torch.is_floating_point(input) or input.dim() != 2:
-            raise ValueError(f"input must be floating logits of shape (N, C), got {getattr(input, 'shape', input)}")
+        if not isinstance(input, torch.Tensor) or not torch.is_floating_point(input):
+            raise TypeError(f"input must be a floating-point tensor of logits, got {getattr(input, 'dtype', input)}")
+        if input.dim() != 2:
+            raise ValueError(f"input must be logits of shape (N, C), got {tuple(input.shape)}")
         num_classes = self.weight.numel()
         if input.shape[1] != num_classes:
             raise ValueError(f"input has {input.shape[1]} classes but class_counts has {num_classes}")
-        if not isinstance(target, torch.Tensor) or target.dtype != torch.int64 or target.shape != input.shape[:1]:
-            raise ValueError(
-                f"target must be int64 class indices of shape ({input.shape[0]},), got "
-                f"{getattr(target, 'dtype', type(target).__name__)} {tuple(getattr(target, 'shape', ()))}"
-            )
+        if not isinstance(target, torch.Tensor) or target.dtype != torch.int64:
+            got = getattr(target, "dtype", type(target).__name__)
+            raise TypeError(f"target must be an int64 tensor of class indices, got {got}")
+        if target.shape != input.shape[:1]:
+            raise ValueError(f"target must have shape ({input.shape[0]},) to match input, got {tuple(target.shape)}")
         # ValueError on the CPU; a device-side assert on CUDA and under torch.compile (no host sync).
         check_values(
             (target >= 0) & (target < num_classes),
             f"target must be in [0, {num_classes})",
             lambda: f", got values from {int(target.min())} to {int(target.max())}",
         )
-        onehot = F.one_hot(target, num_classes).to(input.dtype)
+        input = float32_under_autocast(input)
+        weight = same_device(self.weight, input, "weight")
+        onehot = (torch.arange(num_classes, device=input.device) == target.unsqueeze(1)).to(input.dtype)
         terms = sigmoid_focal_loss(input, onehot, alpha=-1, gamma=self.gamma, reduction="none")
-        per_example = self.weight.to(dtype=input.dtype, device=input.device)[target] * terms.sum(1)
+        per_example = weight[target] * terms.sum(1)
         if self.reduction == "none":
             return per_example
         total = per_example.sum()
-        return total if self.reduction == "sum" else total / max(1, target.shape[0])
+        return total if self.reduction == "sum" else total / target.shape[0]  # empty batch: 0/0 = NaN
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, gamma={self.gamma}, reduction={self.reduction!r}"

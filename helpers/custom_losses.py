@@ -4,10 +4,14 @@ Each class follows the conventions of :mod:`torch.nn` losses: ``reduction`` in
 ``{'none', 'mean', 'sum'}``, a weighted ``'mean'`` divides by the total weight (as
 ``F.cross_entropy`` does), weights are registered buffers (so ``.to()`` and ``state_dict`` work),
 dtype and device follow the input, and bad arguments raise ``ValueError``/``TypeError`` naming the
-argument and the expected shape or dtype. ``forward`` reads no tensor value on the host: value checks
-(targets in range, probabilities in ``[0, 1]``) go through :func:`helpers.validation.check_values`, a
-``ValueError`` in eager mode on the CPU and a device-side assertion elsewhere, so a loss neither
-synchronises with a GPU nor breaks ``torch.compile(fullgraph=True)``.
+argument and the expected shape or dtype. A buffer on another device than the input raises
+``RuntimeError`` (as ``nn.CrossEntropyLoss`` does), and under autocast a 16-bit input gives a
+float32 loss computed in float32 (:func:`helpers.validation.float32_under_autocast`). ``forward``
+reads no tensor value on the host: value checks (targets in range, probabilities in ``[0, 1]``) go
+through :func:`helpers.validation.check_values`, a ``ValueError`` in eager mode on the CPU and a
+device-side assertion elsewhere, so a loss neither synchronises with a GPU nor breaks
+``torch.compile(fullgraph=True)``; under ``torch.func`` transforms (``vmap(grad(...))``) the value
+checks step aside and the losses work.
 
 * :class:`SigmoidFocalLoss` -- the binary/multi-label focal loss of RetinaNet; equal to
   :func:`torchvision.ops.sigmoid_focal_loss` up to rounding, with the modulating factor computed in
@@ -36,7 +40,9 @@ from helpers.validation import (
     check_reduction,
     check_values,
     check_weight_length,
+    float32_under_autocast,
     reduce_loss,
+    same_device,
 )
 
 __all__ = ["LabelSmoothingCrossEntropy", "SigmoidFocalLoss", "SoftDiceLoss", "UncertaintyWeightedLoss"]
@@ -51,7 +57,7 @@ def _check_nonnegative(value: float, name: str) -> float:
 
 def _class_weight_view(weight: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     """Reshape per-class ``weight`` (C,) to broadcast against ``input`` (N, C, d1, ...), in its dtype."""
-    return weight.to(dtype=input.dtype, device=input.device).view(1, -1, *([1] * (input.dim() - 2)))
+    return same_device(weight, input, "weight").view(1, -1, *([1] * (input.dim() - 2)))
 
 
 class SigmoidFocalLoss(nn.Module):
@@ -84,7 +90,9 @@ class SigmoidFocalLoss(nn.Module):
         input: any shape ``(*)`` of logits. target: the same shape, floating, values in ``[0, 1]``.
         Output: scalar, or ``(*)`` for ``reduction='none'``.
 
-    Gradients flow to ``input``; ``target`` is treated as data.
+    Gradients flow to ``input``; ``target`` is treated as data (it is detached, so a target that
+    requires grad, e.g. a teacher's output, gets no gradient from this loss; the log-space factor
+    would give NaN for the derivative at hard 0/1 targets).
     """
 
     def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
@@ -111,12 +119,20 @@ class SigmoidFocalLoss(nn.Module):
             "target values must be in [0, 1]",
             lambda: f", got min {target.min():g} and max {target.max():g}",
         )
-        target = target.to(input.dtype)
+        input = float32_under_autocast(input)
+        target = target.detach().to(input.dtype)
         loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
         if self.gamma != 0:
-            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction.
-            log_one_minus_pt = torch.logaddexp(
-                F.logsigmoid(input) + torch.log1p(-target), F.logsigmoid(-input) + torch.log(target)
+            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction. Hard
+            # targets take their one term directly: log(0) = -inf inside logaddexp makes its second
+            # derivative NaN.
+            log_p, log_not_p = F.logsigmoid(input), F.logsigmoid(-input)
+            soft = (target > 0) & (target < 1)
+            t = torch.where(soft, target, torch.full_like(target, 0.5))
+            log_one_minus_pt = torch.where(
+                soft,
+                torch.logaddexp(log_p + torch.log1p(-t), log_not_p + torch.log(t)),
+                torch.where(target == 1, log_not_p, log_p),
             )
             loss = loss * torch.exp(self.gamma * log_one_minus_pt)
         if self.alpha is not None:
@@ -166,8 +182,10 @@ class LabelSmoothingCrossEntropy(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
-            0.0 <= label_smoothing <= 1.0
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not (0.0 <= label_smoothing <= 1.0)
         ):
             raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
@@ -181,6 +199,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
         """Return the label-smoothed cross-entropy of logits ``input`` against class indices ``target``."""
         num_classes = check_class_targets(input, target, self.ignore_index)
         check_weight_length(self.weight, num_classes)
+        input = float32_under_autocast(input)
         log_p = F.log_softmax(input, dim=1)
         valid = target != self.ignore_index
         safe_target = target.masked_fill(~valid, 0).unsqueeze(1)
@@ -262,6 +281,7 @@ class SoftDiceLoss(nn.Module):
             "input must hold probabilities in [0, 1] (apply softmax or sigmoid to logits first)",
             lambda: f", got min {input.min():g} and max {input.max():g}",
         )
+        input = float32_under_autocast(input)
         num_classes = input.shape[1]
         mask = None
         if torch.is_floating_point(target):
@@ -275,7 +295,8 @@ class SoftDiceLoss(nn.Module):
             if self.ignore_index is not None:
                 mask = (target != self.ignore_index).unsqueeze(1).to(input.dtype)
                 target = target.masked_fill(mask.squeeze(1) == 0, 0)
-            onehot = F.one_hot(target, num_classes).movedim(-1, 1).to(input.dtype)
+            classes = torch.arange(num_classes, device=input.device).view(1, -1, *([1] * (input.dim() - 2)))
+            onehot = (classes == target.unsqueeze(1)).to(input.dtype)  # F.one_hot reads values (a sync)
         probs = input if mask is None else input * mask
         onehot = onehot if mask is None else onehot * mask
         dims = tuple(range(2, input.dim()))
@@ -287,7 +308,7 @@ class SoftDiceLoss(nn.Module):
         if self.weight is None:
             return reduce_loss(loss, self.reduction)
         check_weight_length(self.weight, num_classes)
-        w = self.weight.to(dtype=loss.dtype, device=loss.device)
+        w = same_device(self.weight, loss, "weight")
         rows = 1 if self.batch_dice else loss.shape[0]
         return reduce_loss(loss * w, self.reduction, weight_sum=w.sum() * rows)
 
@@ -368,9 +389,9 @@ class UncertaintyWeightedLoss(nn.Module):
             if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not torch.is_floating_point(loss):
                 shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
                 raise ValueError(f"task loss {k} must be a floating scalar tensor (reduce it first), got {shape}")
-        stacked = torch.stack(list(losses))
-        log_vars = self.log_vars.to(stacked.dtype)
-        terms = self.scales.to(stacked.dtype) * torch.exp(-log_vars) * stacked + 0.5 * log_vars
+        stacked = float32_under_autocast(torch.stack(list(losses)))
+        log_vars = same_device(self.log_vars, stacked, "log_vars")
+        terms = same_device(self.scales, stacked, "scales") * torch.exp(-log_vars) * stacked + 0.5 * log_vars
         return reduce_loss(terms, self.reduction)
 
     @torch.no_grad()

@@ -19,15 +19,34 @@ rounds to 0 the factor :math:`m_i` is 0 too, so the product is 0 and ``gamma < 1
 gradients at saturated logits (the expression :math:`(1-p_t)^{\gamma - 1}` alone would be infinite
 there). ``'mean'`` with ``alpha`` divides by :math:`\sum_i \alpha_{y_i}`, like
 :class:`~helpers.losses.FocalLoss` and ``F.cross_entropy(weight=...)``; targets equal to
-``ignore_index`` contribute 0 and are left out of that denominator. Only the logits get a gradient
-(``alpha`` is a constant buffer), and the function is differentiable once (no double backward).
+``ignore_index`` contribute 0 and are left out of that denominator. A ``'mean'`` over a batch whose
+targets are all ignored (or empty) is 0/0 = NaN with a zero gradient, as in ``F.cross_entropy``.
+Only the logits get a gradient (``alpha`` is a constant buffer).
 
-What is kept for the backward pass: the logits themselves (``save_for_backward(input, ...)``; they
-are alive anyway while the graph that produced them is) and three ``(N,)`` vectors. No *new*
-``(N, C)`` tensor is allocated and kept between forward and backward, which is where the memory
-saving over the eager :class:`~helpers.losses.FocalLoss` comes from. Nothing in the forward pass
-reads a tensor value on the host, so it neither synchronises with a GPU nor breaks
-``torch.compile(fullgraph=True)``.
+What is kept for the backward pass: the logits as they were passed to :class:`FocalLossFunction`
+(``(N, C)``; for ``(N, C, d1, ...)`` logits the flattened ``(N * d1 * ..., C)`` view, which is the
+logits' own storage for a channels_last input and a reshaped *copy* for a contiguous one) and three
+``(N,)`` vectors. The saving over the eager :class:`~helpers.losses.FocalLoss` is that no softmax,
+log-softmax or mask of shape ``(N, C)`` is kept, and the backward pass works in place on one
+``(N, C)`` buffer. The logits are not "free": an ``nn.Linear`` head saves its *input*, so the
+logits stay alive only because this loss saves them (``F.cross_entropy`` saves its log-softmax, the
+same size).
+
+Conventions of a ``torch.nn`` loss that an ``autograd.Function`` has to provide by hand, and how:
+
+* autocast: :class:`FastFocalLoss` and :func:`fast_focal_loss` pass 16-bit logits in float32
+  under autocast (:func:`helpers.validation.float32_under_autocast`), and the backward computes in
+  the dtype of the saved coefficients and returns the gradient in the input's dtype, so an op that
+  autocast moved to float32 inside ``forward`` cannot make the backward mix dtypes;
+* ``torch.func``: ``forward`` takes no ``ctx`` and :meth:`FocalLossFunction.setup_context` saves
+  what the backward needs, with ``generate_vmap_rule = True``, so ``vmap(grad(...))`` works;
+* double backward: when the backward itself is differentiated (``create_graph=True``, or
+  ``torch.func.grad``), grad mode is on inside ``backward``, and it then recomputes the closed-form
+  gradient from the saved logits with differentiable operations, so second derivatives are exact
+  (``torch.autograd.gradgradcheck`` passes); otherwise it takes the fast in-place path.
+
+Nothing in the forward pass reads a tensor value on the host, so it neither synchronises with a GPU
+nor breaks ``torch.compile(fullgraph=True)``.
 """
 
 from __future__ import annotations
@@ -37,12 +56,72 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from helpers.losses import FocalLoss
-from helpers.validation import check_class_targets, check_class_weight, check_reduction
+from helpers.validation import (
+    check_class_targets,
+    check_class_weight,
+    check_reduction,
+    float32_under_autocast,
+    same_device,
+)
 
 __all__ = ["FastFocalLoss", "FocalLossFunction", "fast_focal_loss"]
+
+
+def _focal_terms(
+    input: Tensor, target: Tensor, alpha: Tensor | None, gamma: float, reduction: str, ignore_index: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The loss, the ``(N,)`` log-sum-exp and the ``(N,)`` coefficient of the gradient.
+
+    Out-of-place operations only, so the same code serves the forward pass and the differentiable
+    (double-backward) path of :meth:`FocalLossFunction.backward`.
+    """
+    # Per-example weight alpha_t: alpha of the label, times 0 for an ignored target (None: all ones).
+    kept = None if ignore_index is None else target != ignore_index
+    target = _clamp_ignored(target, ignore_index)
+    alpha_t = None if alpha is None else alpha.gather(0, target)
+    if kept is not None:
+        alpha_t = kept.to(input.dtype) if alpha_t is None else alpha_t * kept
+    index = target.unsqueeze(1)
+    log_pt = F.log_softmax(input, dim=1).gather(1, index).squeeze(1)  # the (N, C) result is freed here
+    # Keep the (N,) log-sum-exp, not an (N, C) softmax: the backward recomputes the softmax from it.
+    lse = input.gather(1, index).squeeze(1) - log_pt
+    if gamma == 0:
+        loss = -log_pt
+        coef = torch.ones_like(log_pt) if alpha_t is None else alpha_t
+    else:
+        pt = log_pt.exp()
+        one_minus_pt = -torch.expm1(log_pt)
+        modulating = one_minus_pt * one_minus_pt if gamma == 2 else one_minus_pt.pow(gamma)
+        loss = modulating * -log_pt
+        # d loss_i / d(-log p_t) = m (1 - gamma p_t log p_t / (1 - p_t)); where 1 - p_t rounds to 0
+        # the ratio is replaced by 0 (its limit is -1, but m = 0 there, so the product is 0 either way).
+        ratio = log_pt / one_minus_pt.clamp_min(torch.finfo(log_pt.dtype).tiny)
+        coef = torch.addcmul(modulating, modulating * pt, ratio, value=-gamma)
+        if alpha_t is not None:
+            coef = coef * alpha_t
+    if alpha_t is not None:
+        loss = loss * alpha_t
+    if reduction == "mean":
+        if alpha_t is None:  # no ignore_index and no alpha: divide by N (0/0 = NaN for an empty batch)
+            out, coef = loss.sum() / len(target), coef / max(len(target), 1)
+        else:
+            normalizer = alpha_t.sum()
+            out = loss.sum() / normalizer  # 0/0 = NaN when every target is ignored, as in F.cross_entropy,
+            # ... with a zero gradient, as F.cross_entropy's: the coefficients are divided by 1 instead of 0.
+            coef = coef / torch.where(normalizer > 0, normalizer, torch.ones_like(normalizer))
+    elif reduction == "sum":
+        out = loss.sum()
+    else:
+        out = loss
+    return out, lse, coef
+
+
+def _clamp_ignored(target: Tensor, ignore_index: int | None) -> Tensor:
+    """``target`` with ``ignore_index`` replaced by class 0 (those rows have a zero coefficient)."""
+    return target if ignore_index is None else target.masked_fill(target == ignore_index, 0)
 
 
 class FocalLossFunction(torch.autograd.Function):
@@ -53,65 +132,55 @@ class FocalLossFunction(torch.autograd.Function):
     ``alpha`` ``(C,)`` in ``input``'s dtype or None, ``gamma >= 0``, ``reduction`` in
     ``'none' | 'mean' | 'sum'`` and ``ignore_index`` an int or None (the default: no target ignored).
     Arguments are not validated here; :func:`fast_focal_loss` does that.
+
+    It returns the loss and, as extra outputs marked non-differentiable, the tensors the backward
+    needs; :func:`fast_focal_loss` keeps the loss. This ``forward`` + :meth:`setup_context` form is
+    what ``torch.func`` requires (``generate_vmap_rule = True`` derives the ``vmap`` rule).
     """
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
         input: Tensor,
         target: Tensor,
         alpha: Tensor | None,
         gamma: float,
         reduction: str,
         ignore_index: int | None = None,
-    ) -> Tensor:
-        # Per-example weight alpha_t: alpha of the label, times 0 for an ignored target (None: all ones).
-        kept = None if ignore_index is None else target != ignore_index
-        if kept is not None:
-            target = target.masked_fill(~kept, 0)
-        alpha_t = None if alpha is None else alpha.gather(0, target)
-        if kept is not None:
-            alpha_t = kept.to(input.dtype) if alpha_t is None else alpha_t * kept
-        index = target.unsqueeze(1)
-        log_pt = F.log_softmax(input, dim=1).gather(1, index).squeeze(1)  # the (N, C) result is freed here
-        # Keep the logits (already alive in the graph) and the (N,) log-sum-exp, not an (N, C) softmax.
-        lse = input.gather(1, index).squeeze(1).sub_(log_pt)
-        if gamma == 0:
-            loss = log_pt.neg()
-            coef = torch.ones_like(log_pt) if alpha_t is None else alpha_t
-        else:
-            pt = log_pt.exp()
-            one_minus_pt = torch.expm1(log_pt).neg_()
-            modulating = one_minus_pt * one_minus_pt if gamma == 2 else one_minus_pt.pow(gamma)
-            loss = modulating * log_pt.neg()
-            # d loss_i / d(-log p_t) = m (1 - gamma p_t log p_t / (1 - p_t)); where 1 - p_t rounds to 0
-            # the ratio is replaced by 0 (its limit is -1, but m = 0 there, so the product is 0 either way).
-            ratio = log_pt.div_(one_minus_pt.clamp_min_(torch.finfo(log_pt.dtype).tiny))
-            coef = torch.addcmul(modulating, modulating * pt, ratio, value=-gamma)
-            if alpha_t is not None:
-                coef.mul_(alpha_t)
-        if alpha_t is not None:
-            loss = loss * alpha_t
-        if reduction == "mean":
-            normalizer = alpha_t.sum() if alpha_t is not None else float(len(target))
-            coef = coef / normalizer
-            out = loss.sum() / normalizer
-        elif reduction == "sum":
-            out = loss.sum()
-        else:
-            out = loss
-        ctx.save_for_backward(input, target, lse, coef)
-        return out
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return _focal_terms(input, target, alpha, gamma, reduction, ignore_index)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
-        input, target, lse, coef = ctx.saved_tensors
+    def setup_context(ctx: FunctionCtx, inputs: tuple, output: tuple) -> None:
+        input, target, alpha, gamma, reduction, *rest = inputs  # ignore_index may be left to its default
+        ignore_index = rest[0] if rest else None
+        _, lse, coef = output
+        ctx.mark_non_differentiable(lse, coef)
+        ctx.save_for_backward(input, target, lse, coef, alpha)
+        ctx.options = (gamma, reduction, ignore_index)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad_output: Tensor, *unused: Tensor
+    ) -> tuple[Tensor | None, None, None, None, None, None]:
+        input, target, lse, coef, alpha = ctx.saved_tensors
+        gamma, reduction, ignore_index = ctx.options
+        index = _clamp_ignored(target, ignore_index).unsqueeze(1)
+        if torch.is_grad_enabled():
+            # The backward is itself differentiated (create_graph=True, torch.func.grad): recompute the
+            # coefficients from the logits with differentiable operations, so second derivatives are exact.
+            _, lse, coef = _focal_terms(input, target, alpha, gamma, reduction, ignore_index)
+            k = (coef * grad_output).unsqueeze(1)
+            grad = (input - lse.unsqueeze(1)).exp() * k - torch.zeros_like(input).scatter(1, index, k)
+            return grad, None, None, None, None, None
         k = (coef * grad_output).unsqueeze(1)  # grad_output is a scalar or (N,)
-        grad = torch.sub(input, lse.unsqueeze(1)).exp_()  # softmax, computed once, in place
+        # Compute in k's dtype: under CUDA autocast log_softmax returns float32 for 16-bit logits, so
+        # coef and k are float32 while the logits are not (autocast is off in the backward pass).
+        grad = torch.sub(input.to(k.dtype), lse.to(k.dtype).unsqueeze(1)).exp_()  # softmax, once, in place
         grad.mul_(k)
-        grad.scatter_add_(1, target.unsqueeze(1), -k)
-        return grad, None, None, None, None, None
+        grad.scatter_add_(1, index, -k)
+        return grad.to(input.dtype), None, None, None, None, None
 
 
 def fast_focal_loss(
@@ -130,7 +199,7 @@ def fast_focal_loss(
     Args:
         input: logits ``(N, C)`` or ``(N, C, d1, ...)``, floating.
         target: class indices ``(N)`` or ``(N, d1, ...)``, int64 in ``[0, C)`` or equal to ``ignore_index``.
-        alpha: optional per-class weights ``(C,)``, non-negative; cast to ``input``'s dtype and device.
+        alpha: optional per-class weights ``(C,)``, non-negative, on ``input``'s device; cast to its dtype.
             (Its values are checked here, on the host: pass a CPU tensor or a list, or use
             :class:`FastFocalLoss`, which checks them once at construction.)
         gamma: focusing parameter :math:`\gamma \ge 0`; 0 with ``alpha=None`` is cross-entropy.
@@ -144,7 +213,10 @@ def fast_focal_loss(
     check_reduction(reduction)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < float("inf"):
         raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    given_as_tensor = isinstance(alpha, Tensor)
     alpha = check_class_weight(alpha, num_classes, name="alpha")
+    if alpha is not None and not given_as_tensor:
+        alpha = alpha.to(input.device)  # a list has no device: build it on the input's
     return _focal_nd(input, target, alpha, float(gamma), reduction, ignore_index)
 
 
@@ -152,12 +224,13 @@ def _focal_nd(
     input: Tensor, target: Tensor, alpha: Tensor | None, gamma: float, reduction: str, ignore_index: int
 ) -> Tensor:
     """:class:`FocalLossFunction` on checked ``(N, C, d1, ...)`` inputs (flattened to ``(N * d1 * ..., C)``)."""
+    input = float32_under_autocast(input)
     if alpha is not None:
-        alpha = alpha.to(dtype=input.dtype, device=input.device)
+        alpha = same_device(alpha, input, "alpha")
     if input.dim() == 2:
-        return FocalLossFunction.apply(input, target, alpha, gamma, reduction, ignore_index)
+        return FocalLossFunction.apply(input, target, alpha, gamma, reduction, ignore_index)[0]
     flat_input = input.movedim(1, -1).reshape(-1, input.shape[1])
-    out = FocalLossFunction.apply(flat_input, target.reshape(-1), alpha, gamma, reduction, ignore_index)
+    out = FocalLossFunction.apply(flat_input, target.reshape(-1), alpha, gamma, reduction, ignore_index)[0]
     return out.view(target.shape) if reduction == "none" else out
 
 

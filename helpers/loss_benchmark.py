@@ -7,13 +7,18 @@ Losses compared on the same logits ``(N, C)`` and labels (chapter 6):
 * ``focal_fast``: :class:`helpers.fast_focal.FastFocalLoss` (gamma=2), hand-written backward;
 * ``sigmoid_focal_tv``: :func:`torchvision.ops.sigmoid_focal_loss` on one-hot targets, mean-reduced.
 
-Timing: every round runs each loss once (forward, ``backward()``), in a rotating order, so the
-losses share the machine's state; a loss's time ratio is the median over rounds of its time divided
-by cross-entropy's time *in the same round*. This keeps ratios meaningful on a busy machine, where
-absolute times are not. Peak memory: the largest total size of the tensors alive at once during
-forward+backward (on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs; on CPU, tensors
-tracked at the granularity of aten operations by a dispatch mode), not counting the logits and
-targets themselves.
+Timing: every round runs each loss once (forward, ``backward()``) on the same logits, in a rotating
+order, so the losses share the machine's state; a loss's time ratio is the median over rounds of its
+time divided by cross-entropy's time *in the same round*, reported with the quartiles of those
+ratios. This keeps ratios meaningful on a busy machine, where absolute times are not. Peak memory:
+the largest total size of the tensors alive at once during one training step of a classifier head,
+``nn.Linear(head_features, C)`` applied to ``(N, head_features)`` features, then the loss, then
+``backward()`` (on CUDA, ``torch.cuda.max_memory_allocated`` above what existed before; on CPU,
+tensors tracked at the granularity of aten operations by a dispatch mode). The logits are produced
+inside the measured block, as in a network: ``nn.Linear`` saves its input, not its output, so the
+logits stay alive for the backward pass only if the loss saves them, and a loss that keeps them
+(``FastFocalLoss``) must be charged for them. The features, targets and head parameters exist
+before the block and are not counted.
 
 Use :func:`run_benchmark` and :func:`format_table` (chapter 6 does), or the command line of a clone,
 ``python benchmarks/bench_losses.py --help``, which wraps them.
@@ -27,6 +32,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -98,19 +104,31 @@ def forward_backward(fn: LossFn, x: torch.Tensor, y: torch.Tensor, onehot: torch
     fn(x, y, onehot).backward()
 
 
-def peak_memory_bytes(fn: LossFn, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor) -> int:
-    """Peak bytes of the tensors allocated during one forward+backward (inputs excluded)."""
+def peak_memory_bytes(
+    fn: LossFn, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, head: nn.Module | None = None
+) -> int:
+    """Peak bytes of the tensors allocated during one forward+backward (inputs excluded).
+
+    With ``head``, ``x`` are features and the logits ``head(x)`` are computed inside the measured
+    block (so they count wherever the loss keeps them alive); without it, ``x`` are the logits.
+    """
     x.grad = None
+    if head is not None:
+        head.zero_grad(set_to_none=True)
+
+    def step() -> None:
+        fn(x if head is None else head(x), y, onehot).backward()
+
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         before = torch.cuda.memory_allocated(x.device)
-        forward_backward(fn, x, y, onehot)
+        step()
         torch.cuda.synchronize(x.device)
         return torch.cuda.max_memory_allocated(x.device) - before
     tracker = PeakTensorMemory()
     with tracker:
-        forward_backward(fn, x, y, onehot)
+        step()
     return tracker.peak
 
 
@@ -142,12 +160,14 @@ def run_benchmark(
     seed: int = 0,
     threads: int | None = 1,
     progress: Callable | None = None,
+    head_features: int = 64,
 ) -> list[dict]:
     """Measure every loss of :func:`loss_functions` at each ``(n, C)``; one row per loss and size.
 
     Row keys: ``loss, N, C, ms`` (median), ``time_ratio`` (median of same-round ratios to
     cross-entropy), ``time_ratio_q1``/``time_ratio_q3`` (quartiles of those ratios), ``peak_mib``,
-    ``memory_ratio``. ``threads`` sets ``torch.set_num_threads`` for the measurement only (restored
+    ``memory_ratio`` (peak memory of a head + loss step, see the module docstring; ``head_features``
+    is the head's input size). ``threads`` sets ``torch.set_num_threads`` for the measurement only (restored
     afterwards; None keeps torch's choice). The default, 1, gives stable numbers on a shared machine,
     where several threads per process mostly measure the contention between processes.
     """
@@ -164,7 +184,7 @@ def run_benchmark(
         torch.set_num_threads(threads)
     try:
         for num_classes in classes if progress is None else progress(classes, desc="benchmark (C)"):
-            rows.extend(_measure_size(fns, n, num_classes, repeats, warmup, dev, generator))
+            rows.extend(_measure_size(fns, n, num_classes, repeats, warmup, dev, generator, head_features))
     finally:
         torch.set_num_threads(previous_threads)
     return rows
@@ -178,13 +198,16 @@ def _measure_size(
     warmup: int,
     dev: torch.device,
     generator: torch.Generator,
+    head_features: int,
 ) -> list[dict]:
     """The rows of :func:`run_benchmark` for one class count."""
     x = torch.randn(n, num_classes, generator=generator).to(dev).requires_grad_()
     y = torch.randint(0, num_classes, (n,), generator=generator).to(dev)
     onehot = F.one_hot(y, num_classes).to(x.dtype)
     times = time_side_by_side(fns, x, y, onehot, repeats, warmup)
-    peaks = {name: peak_memory_bytes(fn, x, y, onehot) for name, fn in fns.items()}
+    head = nn.Linear(head_features, num_classes).to(dev)
+    features = torch.randn(n, head_features, generator=generator).to(dev).requires_grad_()
+    peaks = {name: peak_memory_bytes(fn, features, y, onehot, head) for name, fn in fns.items()}
     rows = []
     for name in fns:
         ratios = sorted(t / b for t, b in zip(times[name], times[BASELINE], strict=True))
@@ -208,7 +231,7 @@ def _measure_size(
 def format_table(rows: list[dict]) -> str:
     """A Markdown table of the rows (time and memory as ratios to cross-entropy)."""
     lines = [
-        "| loss | N | C | median ms | time / CE (median [q1, q3]) | peak MiB | memory / CE |",
+        "| loss | N | C | median ms | time / CE (median [q1, q3]) | peak MiB (head + loss) | memory / CE |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

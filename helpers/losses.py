@@ -11,9 +11,12 @@ Loss modules (``torch.nn`` conventions: ``forward(input, target)`` with logits `
 ``(N, C, d1, ...)`` and ``int64`` class indices ``(N)`` or ``(N, d1, ...)``; ``reduction`` in
 ``'none' | 'mean' | 'sum'``; a weighted ``'mean'`` divides by the summed weights of the targets, as
 :func:`torch.nn.functional.cross_entropy` does; per-class weights are the registered buffer ``weight``,
-which may be ``None``; the result has the dtype and device of the input; ``forward`` never reads a
-tensor value on the host, so it does not synchronise with a GPU and compiles with
-``torch.compile(fullgraph=True)``, see :mod:`helpers.validation`):
+which may be ``None`` and must be on the input's device (``RuntimeError`` otherwise, as in
+``nn.CrossEntropyLoss``); the result has the dtype and device of the input, and is float32 for
+16-bit logits under autocast; ``forward`` never reads a tensor value on the host, so it does not
+synchronise with a GPU and compiles with ``torch.compile(fullgraph=True)``; it works under
+``torch.func`` transforms (``vmap(grad(...))``) and has exact second derivatives, see
+:mod:`helpers.validation`):
 
 * :class:`FocalLoss` (Lin et al. 2017 {cite}`lin2017focal`), softmax form, optional per-class alpha and
   ``ignore_index``;
@@ -41,7 +44,9 @@ from helpers.validation import (
     check_class_weight,
     check_reduction,
     check_weight_length,
+    float32_under_autocast,
     reduce_loss,
+    same_device,
 )
 
 Counts = torch.Tensor | Sequence[int]
@@ -134,6 +139,13 @@ def _class_shape(input: torch.Tensor) -> tuple[int, ...]:
     return (1, input.shape[1]) + (1,) * (input.dim() - 2)
 
 
+def _is_target_class(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of ``input``'s shape, True at each position's target class (no in-place scatter,
+    so ``vmap`` has a batching rule for it)."""
+    classes = torch.arange(input.shape[1], device=input.device).view(_class_shape(input))
+    return classes == target.unsqueeze(1)
+
+
 class _ClassLoss(nn.Module):
     """Shared plumbing: ``reduction``, the ``weight`` buffer, and input checks against the class count."""
 
@@ -157,7 +169,7 @@ class _ClassLoss(nn.Module):
         return num_classes
 
     def _weight_like(self, input: torch.Tensor) -> torch.Tensor | None:
-        return None if self.weight is None else self.weight.to(dtype=input.dtype, device=input.device)
+        return None if self.weight is None else same_device(self.weight, input, "weight")
 
     def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, weight=self._weight_like(logits), reduction=self.reduction)
@@ -230,6 +242,7 @@ class FocalLoss(_ClassLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check(input, target, self.ignore_index)
+        input = float32_under_autocast(input)
         ignored = target == self.ignore_index
         target = target.masked_fill(ignored, 0)
         index = target.unsqueeze(1)
@@ -237,7 +250,7 @@ class FocalLoss(_ClassLoss):
         log_pt = input.gather(1, index).squeeze(1) - lse
         loss = -log_pt
         if self.gamma != 0.0:
-            others = input.masked_fill(torch.zeros_like(input, dtype=torch.bool).scatter_(1, index, True), -math.inf)
+            others = input.masked_fill(_is_target_class(input, target), -math.inf)
             log_one_minus_pt = (torch.logsumexp(others, dim=1) - lse).clamp(max=0.0)
             loss = torch.exp(self.gamma * log_one_minus_pt) * loss
         weight = self._weight_like(input)
@@ -298,8 +311,9 @@ class LDAMLoss(_ClassLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check(input, target)
-        true_class = torch.zeros_like(input).scatter_(1, target.unsqueeze(1), 1.0)
-        margins = self.margins.to(dtype=input.dtype, device=input.device).view(_class_shape(input))
+        input = float32_under_autocast(input)
+        true_class = _is_target_class(input, target)
+        margins = same_device(self.margins, input, "margins").view(_class_shape(input))
         return self._cross_entropy(self.scale * (input - true_class * margins), target)
 
     def extra_repr(self) -> str:
@@ -345,7 +359,8 @@ class LogitAdjustedLoss(_ClassLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check(input, target)
-        shift = self.log_prior.to(dtype=input.dtype, device=input.device).view(_class_shape(input))
+        input = float32_under_autocast(input)
+        shift = same_device(self.log_prior, input, "log_prior").view(_class_shape(input))
         return self._cross_entropy(input + self.tau * shift, target)
 
     def extra_repr(self) -> str:

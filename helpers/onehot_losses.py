@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.validation import check_class_targets, check_class_weight, check_reduction, reduce_loss
+from helpers.validation import (
+    check_class_targets,
+    check_class_weight,
+    check_reduction,
+    float32_under_autocast,
+    reduce_loss,
+    same_device,
+)
 
 __all__ = ["OneHotMSELoss"]
 
@@ -42,7 +49,8 @@ class OneHotMSELoss(nn.Module):
     Args:
         num_classes: :math:`C`.
         weight: per-class weights ``(C,)`` (e.g. inverse class frequencies); None means all ones.
-            Stored as a buffer (moves with ``.to()``, saved in ``state_dict``).
+            Stored as a buffer (moves with ``.to()``, saved in ``state_dict``); it must be on the
+            input's device (``RuntimeError`` otherwise, as in ``nn.CrossEntropyLoss``).
         reduction: ``'none'`` (per-example losses ``(N,)``), ``'mean'`` or ``'sum'``.
 
     Shape:
@@ -71,11 +79,12 @@ class OneHotMSELoss(nn.Module):
         num_classes = check_class_targets(input, target)
         if input.dim() != 2 or num_classes != self.num_classes:
             raise ValueError(f"input must have shape (N, {self.num_classes}), got {tuple(input.shape)}")
-        one_hot = F.one_hot(target, num_classes).to(input.dtype)
+        input = float32_under_autocast(input)
+        one_hot = (torch.arange(num_classes, device=input.device) == target.unsqueeze(1)).to(input.dtype)
         per_example = F.mse_loss(input, one_hot, reduction="none").mean(dim=1)
         if self.weight is None:
             return reduce_loss(per_example, self.reduction)
-        w = self.weight.to(device=input.device, dtype=input.dtype)[target]
+        w = same_device(self.weight, input, "weight")[target]
         return reduce_loss(w * per_example, self.reduction, weight_sum=w.sum())
 
     def extra_repr(self) -> str:

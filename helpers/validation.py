@@ -1,4 +1,4 @@
-"""Argument checks shared by the book's loss functions.
+"""Argument checks and input conventions shared by the book's loss functions.
 
 Every check raises ``ValueError`` (bad value or shape) or ``TypeError`` (bad dtype or type) with a
 message that names the argument and says what was expected, as ``torch.nn`` losses do.
@@ -9,8 +9,18 @@ host (``int(t.min())``, ``if (t < 0).any():``) waits for an asynchronous device 
 finish every queued kernel, and stops :func:`torch.compile` from capturing the loss as one graph.
 :func:`check_values` therefore raises the ``ValueError`` only where reading a value is free (eager
 mode on the CPU); on other devices and while compiling it queues a device-side assertion
-(:func:`torch._assert_async`, a ``RuntimeError`` with the same message when the kernel runs), and on
-the ``meta`` device, which has no values, it checks nothing.
+(:func:`torch._assert_async`; on CUDA a failure is a device-side assert, reported as a generic
+``RuntimeError`` at a later synchronisation, see :func:`check_values`); under ``torch.func``
+transforms (``vmap``), where a value cannot be branched on, and on the ``meta`` device, which has
+no values, it checks nothing.
+
+Two conventions of ``torch.nn`` losses that every loss here shares:
+
+* :func:`same_device`: a buffer (class weights, margins) on another device than the input is an
+  error, as in ``nn.CrossEntropyLoss``, not a silent copy (on CUDA a blocking host-to-device copy
+  on every call, which waits for the GPU);
+* :func:`float32_under_autocast`: under :func:`torch.autocast`, a 16-bit input is computed on in
+  float32 and the loss is returned in float32, as autocast does for ``F.cross_entropy``.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ def reduce_loss(loss: torch.Tensor, reduction: str, weight_sum: torch.Tensor | N
 
     ``'mean'`` divides the sum by ``weight_sum`` when given (the weighted-mean convention of
     ``F.cross_entropy`` and ``F.nll_loss``: divide by the total weight of the targets), otherwise by
-    the number of elements.
+    the number of elements. A total weight of 0 (every target ignored) gives NaN with a zero
+    gradient, as ``F.cross_entropy`` does (a plain ``0 / 0`` would give NaN gradients too).
     """
     check_reduction(reduction)
     if reduction == "none":
@@ -43,13 +54,20 @@ def reduce_loss(loss: torch.Tensor, reduction: str, weight_sum: torch.Tensor | N
         return loss.sum()
     if weight_sum is None:
         return loss.mean()
-    return loss.sum() / weight_sum
+    counted = weight_sum != 0
+    mean = loss.sum() / torch.where(counted, weight_sum, torch.ones_like(weight_sum))
+    return torch.where(counted, mean, torch.full_like(mean, float("nan")))
+
+
+def under_functorch() -> bool:
+    """True inside a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ...)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 def values_readable(tensor: torch.Tensor) -> bool:
     """True where reading ``tensor``'s values on the host costs no device sync and no graph break:
-    eager mode on the CPU."""
-    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+    eager mode on the CPU, outside ``torch.func`` transforms."""
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling() and not under_functorch()
 
 
 def check_values(ok: torch.Tensor, message: str, detail: Callable[[], str] | None = None) -> None:
@@ -57,16 +75,59 @@ def check_values(ok: torch.Tensor, message: str, detail: Callable[[], str] | Non
 
     Eager on the CPU: ``ValueError(message + detail())`` (``detail`` is called only on failure, to
     describe the offending values). On other devices and under :func:`torch.compile`: a device-side
-    assertion with ``message``, which does not wait for the device (on CUDA a failure surfaces as a
-    ``RuntimeError`` at the next synchronisation). On the ``meta`` device: nothing (no values).
+    assertion (:func:`torch._assert_async`), which does not wait for the device. On CUDA a failure
+    is a device-side assert: the kernel prints ``message`` on the device (recent versions; older
+    ones drop it) and Python sees the generic ``RuntimeError: CUDA error: device-side assert
+    triggered`` at a later synchronisation, after which the CUDA context is unusable. Keep
+    ``message`` short (PyTorch's CUDA code refuses one of 255 characters or more). Under ``torch.func`` transforms
+    (``vmap`` over targets: no single value to branch on) and on the ``meta`` device (no values):
+    nothing is checked.
     """
-    if ok.device.type == "meta":
+    if ok.device.type == "meta" or (not torch.compiler.is_compiling() and under_functorch()):
         return
-    if values_readable(ok):
-        if not bool(ok.all()):
-            raise ValueError(message + (detail() if detail is not None else ""))
-        return
-    torch._assert_async(ok.all(), message)
+    if not values_readable(ok):
+        torch._assert_async(ok.all(), message)
+    elif not bool(ok.all()):
+        raise ValueError(message + (detail() if detail is not None else ""))
+
+
+def same_device(buffer: torch.Tensor, input: torch.Tensor, name: str) -> torch.Tensor:
+    """``buffer`` in ``input``'s dtype, if it is on ``input``'s device; else ``RuntimeError``.
+
+    ``nn.CrossEntropyLoss`` refuses a weight on another device; so does every loss here, instead of
+    copying it on every call (for a CPU buffer and a CUDA input, a blocking copy that waits for the
+    GPU). Move the loss with the model: ``loss_fn.to(device)``.
+    """
+    if buffer.device != input.device:
+        raise RuntimeError(
+            f"{name} is on device {buffer.device} but input is on device {input.device}: move the loss with the model "
+            f"(loss_fn.to({str(input.device)!r}))"
+        )
+    return buffer.to(dtype=input.dtype)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch without the device_type argument: the per-device functions
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return False
+
+
+def float32_under_autocast(input: torch.Tensor) -> torch.Tensor:
+    """``input`` in float32 when it is float16/bfloat16 and autocast is on for its device; else unchanged.
+
+    Autocast runs ``F.cross_entropy`` and the other ``torch.nn`` losses in float32 and returns a
+    float32 loss; a loss written from ``log_softmax`` and ``logsumexp`` would otherwise compute in
+    bfloat16 on the CPU (those ops are not on the CPU's float32 list) and lose up to a tenth of a
+    nat per example. Outside autocast a 16-bit input keeps its dtype, as in ``torch.nn``.
+    """
+    if input.dtype in (torch.float16, torch.bfloat16) and _autocast_enabled(input.device.type):
+        return input.float()
+    return input
 
 
 def check_weight_length(weight: torch.Tensor | None, num_classes: int, name: str = "weight") -> None:

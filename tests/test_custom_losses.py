@@ -359,5 +359,8 @@ def test_meta_device_runs_without_reading_values():
         (FastFocalLoss(2.0, alpha=[1.0, 2.0, 3.0], ignore_index=255), (logits, classes)),
     ]
     for loss_fn, args in cases:
-        out = loss_fn(*args)
+        if any(True for _ in loss_fn.buffers()):  # CPU buffers, meta input: refused, as in torch.nn
+            with pytest.raises(RuntimeError, match="move the loss with the model"):
+                loss_fn(*args)
+        out = loss_fn.to("meta")(*args)
         assert out.device.type == "meta" and out.dtype == logits.dtype and out.dim() == 0, type(loss_fn).__name__

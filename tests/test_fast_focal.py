@@ -3,6 +3,7 @@ gradcheck in float64, properties, bad inputs, ignore_index, state_dict and memor
 (the benchmark that measures speed is tested in tests/test_loss_benchmark.py; no test here is timed)."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -154,14 +155,51 @@ def test_state_dict_round_trip_with_reference_module():
     assert fast.to(torch.float64).weight.dtype == torch.float64
 
 
-def test_keeps_no_class_sized_tensor_for_backward_and_is_once_differentiable():
+def _saved_storages(fn, x):
+    """Storages (data pointer -> shape) that autograd saves for backward while ``fn(x)`` runs."""
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = tuple(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x)
+    return saved
+
+
+def test_saves_the_logits_and_only_vectors_for_n_c_input():
     x, y = _logits((64, 50), seed=8, dtype=torch.float32)
     x.requires_grad_()
-    loss = fast_focal_loss(x, y)
-    saved = loss.grad_fn.saved_tensors
-    big = [t for t in saved if t.numel() >= x.numel()]
-    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()  # only the logits themselves
-    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
-    assert grad.grad_fn is None  # once_differentiable: the gradient is not itself differentiable
-    with pytest.raises(RuntimeError, match="does not require grad"):
-        grad.sum().backward()
+    saved = _saved_storages(lambda z: fast_focal_loss(z, y), x)
+    big = [ptr for ptr, shape in saved.items() if math.prod(shape) >= x.numel()]
+    assert big == [x.untyped_storage().data_ptr()]  # the logits themselves, no (N, C) copy
+
+
+def test_dense_input_saves_a_copy_unless_channels_last():
+    x = torch.randn(2, 5, 4, 4, requires_grad=True)
+    y = torch.randint(0, 5, (2, 4, 4))
+    ptr = x.untyped_storage().data_ptr()
+    big = [p for p, s in _saved_storages(lambda z: fast_focal_loss(z, y), x).items() if math.prod(s) >= x.numel()]
+    assert big and ptr not in big  # contiguous (N, C, H, W): the flattened copy is saved
+    xcl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    saved = _saved_storages(lambda z: fast_focal_loss(z, y), xcl)
+    big = [p for p, s in saved.items() if math.prod(s) >= x.numel()]
+    assert big == [xcl.untyped_storage().data_ptr()]  # channels_last: a view of the logits
+
+
+def test_double_backward_is_exact():
+    x, y = _logits((6, 4), seed=8)
+    y[1] = -100
+    alpha = torch.linspace(0.5, 2.0, 4, dtype=torch.float64)
+    for gamma in (0.0, 0.5, 2.0):
+        z = x.clone().requires_grad_()
+        assert torch.autograd.gradgradcheck(lambda t, g=gamma: fast_focal_loss(t, y, alpha, g), (z,))
+    # a gradient penalty gets the same gradient as through the eager reference
+    grads = []
+    for loss_fn in (FastFocalLoss(2.0, alpha), FocalLoss(2.0, alpha)):
+        z = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(loss_fn(z, y), z, create_graph=True)
+        (total,) = torch.autograd.grad(loss_fn(z, y) + 10 * g.pow(2).sum(), z)
+        grads.append(total)
+    torch.testing.assert_close(*grads)

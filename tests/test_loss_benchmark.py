@@ -61,3 +61,19 @@ def test_quartiles_lie_within_the_ratios():
     rows = bench.run_benchmark(n=32, classes=(3,), repeats=2, warmup=0)
     for r in rows:
         assert 0 < r["time_ratio_q1"] <= r["time_ratio"] <= r["time_ratio_q3"]
+
+
+def test_peak_memory_with_a_head_charges_the_logits_to_the_loss_that_keeps_them():
+    # nn.Linear saves its input, not its output: the logits outlive the forward pass only if the loss saves them
+    torch.manual_seed(0)
+    n, d, c = 256, 8, 100
+    head = torch.nn.Linear(d, c)
+    features = torch.randn(n, d, requires_grad=True)
+    y = torch.randint(0, c, (n,))
+    fns = bench.loss_functions()
+    logits_bytes = n * c * 4
+    fast_alone = bench.peak_memory_bytes(fns["focal_fast"], head(features).detach().requires_grad_(), y, None)
+    fast_with_head = bench.peak_memory_bytes(fns["focal_fast"], features, y, None, head)
+    assert fast_with_head >= fast_alone + logits_bytes
+    ce_with_head = bench.peak_memory_bytes(fns["cross_entropy"], features, y, None, head)
+    assert 0.5 < fast_with_head / ce_with_head < 1.0

@@ -385,10 +385,14 @@ def test_focal_ignore_index_drops_positions_from_loss_and_denominator():
 
 def test_meta_device_result_follows_input_and_checks_no_values():
     # A device without data: the loss must run on it (no host reads) and return a tensor there.
-    w = inverse_frequency_weights(COUNTS)  # a CPU buffer, moved to the input's device in forward
+    w = inverse_frequency_weights(COUNTS)
     x = torch.empty(6, 4, 3, device="meta")
     t = torch.empty(6, 3, dtype=torch.int64, device="meta")
     for loss_fn in all_losses(w):
+        if loss_fn.weight is not None:  # a CPU buffer with a meta input: refused, as nn.CrossEntropyLoss does
+            with pytest.raises(RuntimeError, match="move the loss with the model"):
+                loss_fn(x, t)
+        loss_fn.to("meta")
         for reduction in REDUCTIONS:
             loss_fn.reduction = reduction
             out = loss_fn(x, t)
