@@ -80,9 +80,10 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
     There is no double backward. The backward is not written in differentiable operations, so a
     gradient taken with ``create_graph=True`` (a gradient penalty, a Hessian-vector product) would
     have no graph and its own gradient would be silently missing. Instead, ``backward`` raises
-    ``RuntimeError`` whenever it runs with grad mode on, which inside a backward pass happens
-    exactly when ``create_graph=True`` was asked for; use :func:`composed_cross_entropy` or
-    ``F.cross_entropy`` there. (``torch.autograd.function.once_differentiable`` is not enough: it
+    ``RuntimeError`` whenever it runs with grad mode on, which in a ``.backward()`` or
+    ``torch.autograd.grad`` call happens exactly when ``create_graph=True`` was asked for; use
+    :func:`composed_cross_entropy` or ``F.cross_entropy`` there. (The Function has no
+    ``setup_context``, so ``torch.func`` transforms refuse it before its backward runs.) (``torch.autograd.function.once_differentiable`` is not enough: it
     raises only when the incoming gradient itself requires grad, and otherwise returns a first
     derivative without a graph.)
     """
@@ -108,7 +109,7 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        # Inside a backward pass, grad mode is on exactly when create_graph=True.
+        # In .backward()/autograd.grad, grad mode is on here exactly when create_graph=True.
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "SoftmaxCrossEntropyFunction does not support double backward "
