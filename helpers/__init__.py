@@ -36,6 +36,8 @@ One concept per module:
   (chapter 7).
 * :mod:`helpers.accumulation` -- a step's mean cross-entropy over micro-batches and data-parallel workers
   (chapter 8).
+* :mod:`helpers.exercises` -- checkers for the exercises at the end of each chapter (one per exercise,
+  with a hint naming the likely mistake).
 
 Notebooks import the modules they need explicitly (``from helpers.datasets import load_mnist``);
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.
