@@ -16,6 +16,9 @@ of the weight sum, passing probabilities where logits belong, forgetting ``T**2`
 function here, and the hint names the mistake the answer agrees with. ``MISTAKES`` lists them per
 exercise; tests/test_exercises.py plants each one and checks that it is rejected with its hint.
 
+:func:`toy_long_tail` and :func:`train_linear` give the experiments of chapters 4 and 7 a long-tailed
+problem that trains in well under a second, so that the exercises add little to the build.
+
 Inputs are float64 unless an exercise tests the dtype, so that a correct answer never fails on
 rounding; answers computed by hand are accepted within 0.1 % (or 5e-4 absolute).
 """
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats as _scipy_stats
 
-__all__ = ["Result", "check", "EXERCISES", "MISTAKES"]
+__all__ = ["Result", "check", "EXERCISES", "MISTAKES", "toy_long_tail", "train_linear"]
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "wrong", "not attempted yet"
 
@@ -210,7 +213,7 @@ def _kl_ref(log_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 MISTAKES_CH1_KL = [
     (lambda lq, p: (lq.exp() * (lq - p.log())).sum() / lq.shape[0],
      "the arguments are swapped: F.kl_div(input, target) is KL(target || input), the target first."),
-    (lambda lq, p: F.kl_div(lq, p, reduction="mean"),
+    (lambda lq, p: (p * (p.log() - lq)).mean(),
      "you divided by every element (reduction='mean'); KL per sample divides by the batch size only."),
     (lambda lq, p: (p * (p.log() - lq)).sum(),
      "you summed over the batch; divide by the batch size (reduction='batchmean')."),
@@ -853,6 +856,56 @@ def _ch7_tune(answer: Callable) -> str:
             "is what the experiment shows, not the checker.")
 
 
+def _ch7_selection_bias(answer: Any) -> str:
+    wrong = "each score is unbiased, but the largest of 20 noisy scores is biased upwards"
+    return _choice(answer, "higher", {"equal": wrong + ": it sits above 0.8 on average.",
+                                      "lower": wrong + ", not downwards."}, ("higher", "equal", "lower"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Toy long-tailed data for the experiments of chapters 4 and 7
+# ----------------------------------------------------------------------------------------------
+
+
+def toy_long_tail(counts: Sequence[int], per_class_eval: int, seed: int, dim: int = 8,
+                  spread: float = 1.5) -> tuple[torch.Tensor, ...]:
+    """A long-tailed training set and a balanced evaluation set of Gaussian blobs, in a second or less.
+
+    Args:
+        counts: training examples per class (``C`` positive integers).
+        per_class_eval: examples per class in the balanced evaluation set.
+        seed: the data seed (class means and samples).
+        dim: the feature dimension.
+        spread: the distance scale between class means (smaller is harder).
+
+    Returns:
+        ``(x_train (n, dim), y_train (n,), x_eval (C * per_class_eval, dim), y_eval)``.
+    """
+    if len(counts) < 2 or min(counts) < 1:
+        raise ValueError(f"counts must hold at least 2 positive integers, got {list(counts)}")
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(len(counts), dim, generator=g) * spread
+
+    def sample(n_per: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per)])
+        return means[y] + torch.randn(len(y), dim, generator=g), y
+
+    return (*sample(counts), *sample([per_class_eval] * len(counts)))
+
+
+def train_linear(x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, seed: int, steps: int = 200,
+                 lr: float = 0.1) -> torch.nn.Linear:
+    """A linear classifier trained full-batch with Adam on ``loss_fn(logits, y)``; ``seed`` fixes the init."""
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return model
+
+
 # ----------------------------------------------------------------------------------------------
 # Chapter 8: losses in practice
 # ----------------------------------------------------------------------------------------------
@@ -895,7 +948,7 @@ def _kd_ref(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tenso
 MISTAKES_CH8_KD = [
     (lambda s, t, T: _kd_ref(s, t, T) / T**2, "you forgot T**2, which keeps the gradient's scale "
                                               "independent of the temperature."),
-    (lambda s, t, T: F.kl_div((s / T).log_softmax(-1), (t / T).softmax(-1), reduction="mean") * T**2,
+    (lambda s, t, T: _kd_ref(s, t, T) / s.shape[-1],
      "reduction='mean' divides by every element; KL per sample needs reduction='batchmean'."),
     (lambda s, t, T: F.kl_div((s / T).softmax(-1), (t / T).softmax(-1), reduction="batchmean") * T**2,
      "you passed probabilities where kl_div expects log-probabilities (the student's log_softmax)."),
@@ -971,6 +1024,7 @@ EXERCISES: dict[str, Callable[[Any], str]] = {
     "ch7-lr": _ch7_lr,
     "ch7-l1": _ch7_l1,
     "ch7-tune": _ch7_tune,
+    "ch7-selection-bias": _ch7_selection_bias,
     "ch8-accumulation": _ch8_accumulation,
     "ch8-pos-weight": _ch8_pos_weight,
     "ch8-distillation": _ch8_distillation,

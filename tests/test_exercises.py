@@ -104,6 +104,7 @@ SOLUTIONS = {
     "ch7-lr": 0.064,
     "ch7-l1": lambda m, lam: lam * sum(p.abs().sum() for n, p in m.named_parameters() if "weight" in n),
     "ch7-tune": _tune,
+    "ch7-selection-bias": "higher",
     "ch8-accumulation": 1.5,
     "ch8-pos-weight": lambda p, n: (n / p)[:, None, None],
     "ch8-distillation": lambda s, t, T: T**2 * F.kl_div((s / T).log_softmax(-1), (t / T).softmax(-1),
@@ -210,6 +211,8 @@ PLANTED = [
     ("ch7-tune", _tune_on_test, "on the test set"),
     ("ch7-tune", _tune_reads_test_each, "read it once"),
     ("ch7-tune", _tune_reports_val, "validation score"),
+    ("ch7-selection-bias", "equal", "biased upwards"),
+    ("ch7-selection-bias", "lower", "biased upwards"),
     ("ch8-accumulation", (2 + 4 + 0.5) / 3, "averaged the micro-batch means"),
     ("ch8-accumulation", 12 / 3, "number of micro-batches"),
     ("ch8-accumulation", 6.5, "added the micro-batch means"),
@@ -248,7 +251,7 @@ def test_stub_is_not_attempted(exercise):
     assert check(exercise, None, quiet=True).status == "not attempted yet"
     if exercise == "ch2-function":
         assert check(exercise, StubFunction, quiet=True).status == "not attempted yet"
-    elif not isinstance(SOLUTIONS[exercise], (int, float, list)):
+    elif not isinstance(SOLUTIONS[exercise], (int, float, list, str)):
         assert check(exercise, stub, quiet=True).status == "not attempted yet"
         assert check(exercise, lambda *a, **k: None, quiet=True).status == "not attempted yet"
 
@@ -258,3 +261,16 @@ def test_unknown_exercise_and_printed_line(capsys):
         check("ch9-nothing", 1.0)
     check("ch1-ln-c", math.log(10))
     assert capsys.readouterr().out.startswith("ch1-ln-c: passed.")
+
+
+def test_toy_long_tail_and_linear_training():
+    from helpers.exercises import toy_long_tail, train_linear
+
+    x, y, xe, ye = toy_long_tail([50, 10, 2], per_class_eval=7, seed=0)
+    assert x.shape == (62, 8) and torch.bincount(y).tolist() == [50, 10, 2]
+    assert torch.bincount(ye).tolist() == [7, 7, 7] and xe.shape == (21, 8)
+    assert torch.equal(toy_long_tail([50, 10, 2], 7, seed=0)[0], x)
+    model = train_linear(x, y, F.cross_entropy, seed=0, steps=50)
+    assert (model(x).argmax(1) == y).float().mean() > 0.8
+    with pytest.raises(ValueError, match="counts"):
+        toy_long_tail([5], 3, seed=0)
