@@ -55,7 +55,7 @@ class Result:
         return self.status == PASSED
 
     def __str__(self) -> str:
-        return textwrap.fill(f"{self.exercise}: {self.status}. {self.message}", width=88)
+        return textwrap.fill(f"{self.exercise}: {self.status}. {self.message}", width=88, break_on_hyphens=False)
 
 
 class _Wrong(Exception):
@@ -137,7 +137,7 @@ def _number(answer: Any, expected: float, mistakes: Sequence[tuple[float, str]],
         return math.isclose(value, x, rel_tol=1e-3, abs_tol=5e-4)
 
     if near(expected):
-        return f"{expected:.4f} is right."
+        return f"{expected:.6g} is right."
     for wrong, hint in mistakes:
         if near(wrong):
             raise _Wrong(hint)
@@ -1076,7 +1076,8 @@ def check(exercise: str, answer: Any, *, quiet: bool = False) -> Result:
     try:
         if answer is None:
             raise _NotAttempted
-        result = Result(exercise, PASSED, EXERCISES[exercise](answer))
+        message = EXERCISES[exercise](answer)
+        result = Result(exercise, PASSED, message[0].upper() + message[1:])
     except (_NotAttempted, NotImplementedError):
         result = Result(exercise, NOT_ATTEMPTED, "Write your answer in the cell above, run it, then run this check.")
     except _Wrong as e:
