@@ -947,7 +947,7 @@ def _kd_ref(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tenso
 
 MISTAKES_CH8_KD = [
     (lambda s, t, T: _kd_ref(s, t, T) / T**2, "you forgot T**2, which keeps the gradient's scale "
-                                              "independent of the temperature."),
+                                              "roughly constant as the temperature changes."),
     (lambda s, t, T: _kd_ref(s, t, T) / s.shape[-1],
      "reduction='mean' divides by every element; KL per sample needs reduction='batchmean'."),
     (lambda s, t, T: F.kl_div((s / T).softmax(-1), (t / T).softmax(-1), reduction="batchmean") * T**2,
@@ -989,7 +989,7 @@ def _ch8_infonce(answer: Callable) -> str:
              for n, d, tau in ((8, 4, 0.1), (5, 16, 0.5), (3, 2, 0.07))]
     _compare(answer, _infonce_ref, cases, MISTAKES_CH8_NCE,
              "the loss is cross-entropy of cos(z1_i, z2_j) / tau over j, with target j = i.")
-    return "equal to the InfoNCE (NT-Xent, one direction) loss for three temperatures."
+    return "equal to the one-direction InfoNCE loss for three temperatures."
 
 
 # ----------------------------------------------------------------------------------------------

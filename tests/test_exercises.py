@@ -274,3 +274,14 @@ def test_toy_long_tail_and_linear_training():
     assert (model(x).argmax(1) == y).float().mean() > 0.8
     with pytest.raises(ValueError, match="counts"):
         toy_long_tail([5], 3, seed=0)
+
+
+def test_paired_reference_is_helpers_stats_interval():
+    from helpers.exercises import _paired_ref
+    from helpers.stats import paired_difference
+
+    a, b = torch.tensor([0.71, 0.69, 0.75, 0.70]), torch.tensor([0.68, 0.69, 0.70, 0.66])
+    mean, low, high = _paired_ref(a, b, 0.95)
+    ref = paired_difference(a.numpy(), b.numpy(), level=0.95)
+    assert math.isclose(mean, ref.mean, rel_tol=1e-6) and math.isclose(low, ref.low, rel_tol=1e-6)
+    assert math.isclose(high, ref.high, rel_tol=1e-6)
