@@ -198,9 +198,11 @@ MISTAKES_CH1_CE = [
 def _ch1_cross_entropy(answer: Callable) -> str:
     g = _gen()
     cases = []
-    for n, c, scale in ((8, 5, 1.0), (1, 3, 1.0), (16, 10, 3.0), (4, 4, 1000.0)):
+    for n, c, scale in ((8, 5, 1.0), (1, 3, 1.0), (16, 10, 3.0)):
         cases.append((torch.randn(n, c, generator=g, dtype=torch.float64) * scale,
                       torch.randint(0, c, (n,), generator=g)))
+    big = torch.randn(4, 4, generator=g, dtype=torch.float64) * 1000
+    cases.append((big, big.argmin(1)))  # the target's probability underflows to 0 in exp
     _compare(answer, _ce_ref, cases, MISTAKES_CH1_CE,
              "the value differs from F.cross_entropy: mean over the batch of logsumexp(x) - x[target].")
     return "equal to F.cross_entropy on four random batches, logits of size 1000 included."
@@ -640,7 +642,7 @@ def _ch5_class_balanced(answer: Callable) -> str:
 
 def _ch5_flip(answer: Callable) -> str:
     g = _gen()
-    x = torch.randn(64, 3, 8, 8, generator=g)
+    x = torch.randn(128, 3, 8, 8, generator=g)
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
     out = _call(answer, x.clone())
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -654,7 +656,7 @@ def _ch5_flip(answer: Callable) -> str:
         raise _Wrong("each image must be either unchanged or mirrored along its width (dim -1).")
     if same.all() or mirrored.all():
         raise _Wrong("every image got the same decision; draw one coin per image, not one per batch.")
-    if not 0.3 < mirrored.double().mean().item() < 0.7:
+    if not 0.2 < mirrored.double().mean().item() < 0.8:  # a fair coin fails it w.p. 2e-12
         raise _Wrong("about half of the images should be flipped (probability 0.5 per image).")
     return "each image unchanged or mirrored along its width, about half of them mirrored."
 

@@ -64,7 +64,8 @@ def _paired(a, b, level=0.95):
 
 def _focal(x, y, gamma):
     logp = x.log_softmax(-1).gather(1, y[:, None]).squeeze(1)
-    return (-torch.exp(gamma * torch.log1p(-logp.exp().clamp(max=1 - 1e-12))) * logp).mean()
+    log_one_minus_p = torch.log(-torch.expm1(logp).clamp(max=-1e-30))  # finite at p_t = 1
+    return (-torch.exp(gamma * log_one_minus_p) * logp).mean()
 
 
 def _wce(x, y, w, reduction):
