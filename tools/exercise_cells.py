@@ -53,7 +53,7 @@ def cells_for(chapter: str) -> list[dict]:
            _code(f"ex{chapter}-setup", spec["setup"])]
     for k, ex in enumerate(spec["exercises"], start=1):
         head = (f"### Exercise {n}.{k}: {ex['title']}\n\n*{ex['kind']}, about {ex['minutes']} minutes; "
-                f"section: {ex['link']}.*\n\n{ex['task'].strip()}\n\n"
+                f"see {ex['link']}.*\n\n{ex['task'].strip()}\n\n"
                 f"**A correct answer** {ex['criterion'].strip()} Check it with `check(\"{ex['id']}\", ...)`.")
         out.append(_md(f"ex{chapter}-{k}-task", head))
         out.append(_code(f"ex{chapter}-{k}-answer", ex["stub"]))

@@ -314,7 +314,7 @@ experiment on a toy problem that trains in a second (`helpers.exercises.toy_long
     "exercises": [
         {
             "id": "ch4-counts", "title": "The long-tailed counts", "kind": "Implement", "minutes": 5,
-            "link": "the section *The long-tailed training sets* above",
+            "link": 'the section "The long-tailed training sets" above',
             "task": r"""Write `my_counts(n_max, num_classes, rho)`: the exponential profile, class
 $i$ keeping $\lfloor n_{max}\,\rho^{-i/(C-1)} \rfloor$ examples, as a list of integers.""",
             "criterion": "gives exactly the book's counts (CIFAR-10-LT's among them).",
@@ -409,7 +409,7 @@ CH5 = {
     "exercises": [
         {
             "id": "ch5-total", "title": "How many training images CIFAR-10-LT keeps",
-            "kind": "Compute by hand", "minutes": 5, "link": "the section *CIFAR-10-LT* above",
+            "kind": "Compute by hand", "minutes": 5, "link": 'the section "CIFAR-10-LT" above',
             "task": """With 5000 images in the largest class, ten classes and imbalance 100, how many
 training images does CIFAR-10-LT hold in all (the exponential profile, truncated with
 `int`)? A calculator or one line of Python is fine.""",
@@ -450,7 +450,7 @@ assert check("ch5-class-balanced", solution_cb_weights).passed""",
         },
         {
             "id": "ch5-flip", "title": "A random horizontal flip on a batch", "kind": "Implement",
-            "minutes": 8, "link": "the section *A data pipeline on tensors* above",
+            "minutes": 8, "link": 'the section "A data pipeline on tensors" above',
             "task": """Write `my_flip(images)` for a batch of shape `(N, C, H, W)`: each image,
 independently with probability 0.5, mirrored left to right; no Python loop over images.""",
             "criterion": "leaves each image unchanged or mirrors it along its width, one coin "
@@ -568,7 +568,7 @@ CH7 = {
         {
             "id": "ch7-lr", "title": "The learning rate when the reduction changes",
             "kind": "Compute by hand", "minutes": 2,
-            "link": "the section *5. The learning rate depends on the reduction* above",
+            "link": 'the section "5. The learning rate depends on the reduction" above',
             "task": """A model trains with plain SGD, `reduction='sum'`, batch size 64 and
 learning rate 0.001. You switch to `reduction='mean'`: which learning rate gives the same
 steps?""",
@@ -579,7 +579,7 @@ assert check("ch7-lr", solution_lr).passed""",
         },
         {
             "id": "ch7-l1", "title": "An L1 penalty in the loss", "kind": "Implement", "minutes": 5,
-            "link": "the section *An L1 penalty and first-layer sparsity* above",
+            "link": 'the section "An L1 penalty and first-layer sparsity" above',
             "task": """Write `my_l1(model, lam)`: `lam` times the sum of the absolute values of
 every weight tensor of `model` (parameters whose name ends in `weight`; biases are not
 penalised), as a tensor autograd can differentiate.""",
@@ -594,7 +594,7 @@ assert check("ch7-l1", solution_l1).passed""",
         },
         {
             "id": "ch7-selection-bias", "title": "The best of twenty", "kind": "Predict, then run",
-            "minutes": 5, "link": "the section *6. The test set, read once* above",
+            "minutes": 5, "link": 'the section "6. The test set, read once" above',
             "task": """Twenty configurations all have true accuracy 0.8; each is scored on its
 own 500-example validation set. Is the best validation score, on average, `"higher"`,
 `"equal"` or `"lower"` than 0.8? Predict, then simulate it with `torch.binomial`.""",
@@ -611,7 +611,7 @@ assert check("ch7-selection-bias", "higher").passed""",
         },
         {
             "id": "ch7-tune", "title": "Tune one knob on validation", "kind": "Small experiment",
-            "minutes": 20, "link": "the section *6. The test set, read once* above",
+            "minutes": 20, "link": 'the section "6. The test set, read once" above',
             "task": """Write `my_tune(train, grid, val, test)`: train one model per knob value
 (`train(k)` returns a model), choose the value whose model has the best `val.score(model)`,
 and return `(chosen value, test.score(chosen model))`, reading the test set once. Then use
