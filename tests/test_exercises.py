@@ -286,3 +286,26 @@ def test_paired_reference_is_helpers_stats_interval():
     ref = paired_difference(a.numpy(), b.numpy(), level=0.95)
     assert math.isclose(mean, ref.mean, rel_tol=1e-6) and math.isclose(low, ref.low, rel_tol=1e-6)
     assert math.isclose(high, ref.high, rel_tol=1e-6)
+
+
+def test_every_chapter_ends_with_its_exercises_and_hidden_checked_solutions():
+    import json
+    import re
+    from pathlib import Path
+
+    seen = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0[1-8]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        marked = [c.get("metadata", {}).get("lossbook", {}).get("exercise", False) for c in cells]
+        first = marked.index(True)
+        assert all(marked[first:]), f"{path.name}: the exercise cells are not the notebook's last cells"
+        ids = []
+        for cell in cells[first:]:
+            src = "".join(cell["source"])
+            if src.startswith("# @title Solution"):
+                assert "hide-input" in cell["metadata"].get("tags", []), path.name
+                assert cell["metadata"].get("cellView") == "form", path.name
+                ids += re.findall(r'^assert check\("([\w-]+)"', src, re.M)
+        assert len(ids) >= 4 and all(i.startswith(f"ch{int(path.name[:2])}-") for i in ids), (path.name, ids)
+        seen += ids
+    assert sorted(seen) == sorted(EXERCISES)
