@@ -766,8 +766,8 @@ def _ch6_focal(answer: Callable) -> str:
     out = _call(answer, x, torch.tensor([0, 1]), 0.5)
     (grad,) = torch.autograd.grad(out, x)
     if not (torch.isfinite(out) and torch.isfinite(grad).all()):
-        raise _Wrong("at a confident correct logit the value or gradient is not finite: compute log p_t with "
-                     "log_softmax and p_t as its exp; for gamma < 1 use exp(gamma * log1p(-p_t)).")
+        raise _Wrong("at a confident correct logit the value or gradient is not finite: take log p_t from "
+                     "log_softmax and 1 - p_t as -expm1(log p_t), clamped away from 0 before its log.")
     return "equal to the softmax focal loss, with finite gradients at saturated logits and gamma = 0.5."
 
 
