@@ -40,6 +40,8 @@ One concept per module:
   (chapter 8).
 * :mod:`helpers.data_parallel` -- real data-parallel steps on the CPU (gloo worker processes): accumulation with
   ``no_sync`` and InfoNCE with gathered negatives (chapter 8).
+* :mod:`helpers.exercises` -- checkers for the exercises at the end of each chapter (one per exercise,
+  with a hint naming the likely mistake).
 
 Notebooks import the modules they need explicitly (``from helpers.datasets import load_mnist``);
 nothing is re-exported here so that importing :mod:`helpers` stays cheap.
