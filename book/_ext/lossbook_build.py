@@ -12,8 +12,8 @@ build fell back to the synthetic stand-in, or ran in quick mode. This extension
 * replaces each ``{lossbook-build-info}`` directive with a paragraph saying what this build ran:
   quick or full mode, and whether the CIFAR-10 chapter used real CIFAR-10 or the stand-in;
 * sets each HTML page's "Last updated" date to the last commit of its source file (the build date
-  when git cannot tell), and drops the duplicated inline scripts that made every page log
-  "Identifier 'THEBE_JS_URL' has already been declared".
+  when git cannot tell), drops the duplicated inline scripts that made every page log
+  "Identifier 'THEBE_JS_URL' has already been declared", and leaves MathJax out of pages without math.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ CIFAR_NAME = re.compile(r"CIFAR-10\b")
 def book_version(root: Path = ROOT) -> str:
     """The ``version:`` of ``CITATION.cff`` ("0.0.0" when the file is missing)."""
     path = root / "CITATION.cff"
-    found = re.search(r"^version:\s*['\"]?([^'\"\n]+)", path.read_text(encoding="utf-8"), re.M) if path.is_file() else None
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    found = re.search(r"^version:\s*['\"]?([^'\"\n]+)", text, re.M)
     return found.group(1).strip() if found else "0.0.0"
 
 
@@ -131,6 +132,10 @@ def _chapter_name(env, docname: str) -> str:
     return f"chapter {'.'.join(map(str, number))} ({title})" if number else title
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def summary_sentences(env) -> list[str]:
     """The build summary, one sentence per fact; empty facts are left out."""
     runs = {d: r for d, r in _runs(env).items() if d in env.found_docs}
@@ -150,11 +155,11 @@ def summary_sentences(env) -> list[str]:
     real = [d for d, r in sorted(runs.items()) if r["cifar"] and not r["synthetic"]]
     if synthetic:
         sentences.append(
-            f"{_chapter_name(env, synthetic[0]).capitalize()} ran on the **synthetic stand-in, not CIFAR-10** "
+            f"{_upper_first(_chapter_name(env, synthetic[0]))} ran on the **synthetic stand-in, not CIFAR-10** "
             "(CIFAR-10 could not be downloaded where this build ran): its numbers say nothing about CIFAR-10."
         )
     elif real:
-        sentences.append(f"{_chapter_name(env, real[0]).capitalize()} ran on **real CIFAR-10**.")
+        sentences.append(f"{_upper_first(_chapter_name(env, real[0]))} ran on **real CIFAR-10**.")
     sentences.append("The MNIST chapters always use real MNIST: there is no stand-in for it.")
     return sentences
 
@@ -202,9 +207,15 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
         committed = last_commit_date(rel) if rel else ""
         if committed and context.get("last_updated"):
             context["last_updated"] = committed
+    # MathJax (2 MB) only on pages with math: Sphinx also loads it on a page whose toctree includes pages
+    # with math (the landing page), where nothing is typeset.
+    no_math = 'class="math' not in context.get("body", "") and "mjx" not in context.get("body", "")
     scripts, seen = [], set()
     for script in context.get("script_files", []):
-        key = (getattr(script, "filename", script), tuple(sorted(getattr(script, "attributes", {}).items())))
+        filename = str(getattr(script, "filename", script) or "")
+        if no_math and ("mathjax" in filename.lower() or "MathJax" in str(getattr(script, "attributes", ""))):
+            continue
+        key = (filename, tuple(sorted(getattr(script, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
             scripts.append(script)
@@ -221,5 +232,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-purge-doc", on_purge)
     app.connect("env-merge-info", on_merge)
     app.connect("doctree-resolved", on_doctree_resolved)
-    app.connect("html-page-context", on_page_context)
+    app.connect("html-page-context", on_page_context, priority=900)  # after the theme's handlers add scripts
     return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
