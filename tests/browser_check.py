@@ -29,6 +29,7 @@ and ``chrome`` on the PATH, else the Chromium that ``playwright install chromium
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import functools
 import http.server
 import os
@@ -95,9 +96,11 @@ PAGE_PROBE = """async () => {
   out.outputText = outputs.join('\\n');
   out.rawTexLinks = Array.from(document.querySelectorAll('main a, article a'))
       .filter(a => !a.querySelector('mjx-container, code')).map(a => a.innerText.trim());
-  const content = document.querySelector('main') || document.body;
+  const content = document.querySelector('article.bd-article, article') || document.querySelector('main')
+                  || document.body;
   out.figures = Array.from(content.querySelectorAll('img'))
-      .filter(img => !img.closest('.bd-sidebar, .bd-header, header, nav, .navbar-brand'))
+      .filter(img => !img.closest('.bd-sidebar, .bd-header, .bd-header-article, header, nav, .navbar-brand, '
+                                  + '.dropdown, .btn, button'))
       .map(img => {
         const fig = img.closest('figure, .figure');
         const cap = fig && fig.querySelector('figcaption, .caption');
@@ -138,9 +141,16 @@ PAGE_WIDTH_PROBE = """() => {
   const total = document.documentElement.scrollWidth;
   let worst = null;
   if (total > width + 1) {
+    const clipped = (e) => {  // inside a box that scrolls or clips: not what widens the page
+      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== 'visible') return true;
+      }
+      return false;
+    };
     for (const e of document.querySelectorAll('main *')) {
       const r = e.getBoundingClientRect();
-      if (r.right > width + 1 && (!worst || r.right > worst.right) && getComputedStyle(e).position !== 'fixed') {
+      if (r.right > width + 1 && (!worst || r.right > worst.right) && getComputedStyle(e).position !== 'fixed'
+          && !clipped(e)) {
         worst = {right: Math.round(r.right), tag: e.tagName.toLowerCase(), text: (e.innerText || '').slice(0, 60)};
       }
     }
@@ -231,7 +241,9 @@ def content_problems(info: dict) -> list[str]:
     if raw:
         start = max(raw.start() - 40, 0)
         problems.append(f"raw TeX in text: {info['text'][start:raw.end() + 40]!r}")
-    problems += [f"raw TeX in link text: {t[:80]!r}" for t in info["rawTexLinks"] if RAW_TEX_IN_LINK.search(t)]
+    for text in info["rawTexLinks"]:
+        if tex := RAW_TEX_IN_LINK.search(text):
+            problems.append(f"raw TeX in link text: {text[max(tex.start() - 60, 0) : tex.end() + 20]!r}")
     for pattern, what in ((OUTPUT_WARNING, "warning in output"), (TEMP_PATH, "temporary path in output")):
         for hit in sorted({m.group(0) for m in pattern.finditer(info["outputText"])})[:3]:
             line = next(x for x in info["outputText"].splitlines() if hit in x)
@@ -299,9 +311,12 @@ def _watch(page, base: str, sink: list[str]) -> None:
             and sink.append(f"HTTP {r.status} {r.url[len(base):]}"))
 
 
-def run_checks(root: Path, shots: Path, browser_path: str | None = None) -> list[str]:
-    """Check every page under ``root``; print a line per page and return the list of problems."""
+def run_checks(root: Path, shots: Path, browser_path: str | None = None, only: str | None = None) -> list[str]:
+    """Check every page under ``root`` (or those matching the glob ``only``); print a line per page and
+    return the list of problems."""
     pages = sorted(p for p in root.rglob("*.html") if not SKIP_DIRS.intersection(p.relative_to(root).parts))
+    if only:
+        pages = [p for p in pages if fnmatch.fnmatch(p.relative_to(root).as_posix(), only)]
     if not pages:
         return [f"no HTML pages under {root}"]
     (shots / "mobile").mkdir(parents=True, exist_ok=True)
@@ -479,6 +494,7 @@ def main() -> int:
     parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"), help="where to save PNGs")
     parser.add_argument("--self-test", action="store_true", help="first check that planted problems are caught")
     parser.add_argument("--browser", help="Chromium/Chrome executable (default: $CHROME_PATH, then the PATH)")
+    parser.add_argument("--only", help="check only the pages whose path matches this glob, e.g. 'book/*'")
     args = parser.parse_args()
     browser_path = find_browser(args.browser)
     print(f"browser: {browser_path or 'playwright chromium'}")
@@ -490,7 +506,7 @@ def main() -> int:
                 return 1
     if args.html is None:
         return 0 if args.self_test else parser.error("give the HTML folder (or --self-test)")
-    failures = run_checks(args.html.resolve(), args.screenshots, browser_path)
+    failures = run_checks(args.html.resolve(), args.screenshots, browser_path, args.only)
     return 1 if failures else 0
 
 

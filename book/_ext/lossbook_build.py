@@ -187,6 +187,9 @@ def on_doctree_resolved(app: Sphinx, doctree, docname: str) -> None:
 
 
 def on_config_inited(app: Sphinx, config) -> None:
+    # Jupyter Book sets only html_title from `title:`; the PDF's file name and the BibTeX entry use `project`.
+    if config.html_title and "project" not in config._raw_config:
+        config.project = config.html_title
     version = book_version()
     config.version = config.release = version
     commit = _git("rev-parse", "--short", "HEAD")
@@ -195,6 +198,8 @@ def on_config_inited(app: Sphinx, config) -> None:
     extra = options.get("extra_footer", "")
     options["extra_footer"] = f"<p>{footer}. {extra}</p>" if extra else f"<p>{footer}.</p>"
     config.html_theme_options = options
+    # Without a default, pydata-sphinx-theme logs "Got invalid theme mode" as a console error on a first visit.
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
 
 
 def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
