@@ -5,7 +5,8 @@
 #
 #   bash .ci/pdf.sh [--install] [--chapter FILE] [--out DIR]
 #
-#   --install       install TeX Live with apt-get first (Debian/Ubuntu; sudo when not root)
+#   --install       install TeX Live with apt-get first when xelatex or latexmk is missing (Debian/Ubuntu;
+#                   sudo when not root)
 #   --chapter FILE  only the landing page, the reference pages and this chapter (e.g.
 #                   notebooks/03_weighted_cross_entropy): CI's cheap check that the LaTeX route works
 #   --out DIR       Jupyter Book's --path-output (default: the repository root, as `make book`)
@@ -26,7 +27,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if [[ $install -eq 1 ]]; then
+if [[ $install -eq 1 ]] && ! { command -v xelatex && command -v latexmk && kpsewhich fncychap.sty; } >/dev/null 2>&1; then
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -q

@@ -276,7 +276,7 @@ def check_toggle(page, width: int, shot: Path) -> list[str]:
         return [f"{where}: no visible toggle button"]
     before = state["open"]
     page.mouse.click(toggle["x"], toggle["y"])
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(1000)  # the theme animates the sidebar
     after = page.evaluate(SIDEBAR_STATE)["open"]
     if after == before:
         return [f"{where}: clicking it does not {'hide' if before else 'open'} the sidebar"]
@@ -287,7 +287,7 @@ def check_toggle(page, width: int, shot: Path) -> list[str]:
         page.mouse.click(toggle["x"], toggle["y"])
     else:  # the opened drawer covers the toggle: click the overlay beside it
         page.mouse.click(page.viewport_size["width"] - 8, page.viewport_size["height"] // 2)
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(1000)  # the theme animates the sidebar
     if page.evaluate(SIDEBAR_STATE)["open"] != before:
         undone = "close" if after else "come back"
         return [f"{where}: the sidebar {'opens' if after else 'hides'} but does not {undone}"]
@@ -365,16 +365,16 @@ def run_checks(root: Path, shots: Path, browser_path: str | None = None, only: s
                 info = page.evaluate(PAGE_PROBE)
                 problems += content_problems(info)
                 problems += sorted({p for h in info["links"] if (p := _check_link(root, base, page_path, h))})
-                try_toggle = info["isNotebook"] not in toggled
-                if try_toggle:
-                    problems += check_toggle(page, DESKTOP["width"], shots / f"nav-{name}-desktop-toggled.png")
+                shot = shots / f"{name}.png"
+                page.screenshot(path=str(shot), full_page=True)
                 wide = page.evaluate(OVERFLOW_PROBE)
                 for w in wide[:5]:
                     problems.append(f"{w['kind']} wider than its box by {w['excess']} px: {w['line']!r}")
                 if len(wide) > 5:
                     problems.append(f"... and {len(wide) - 5} more code or output boxes wider than their box")
-                shot = shots / f"{name}.png"
-                page.screenshot(path=str(shot), full_page=True)
+                try_toggle = info["isNotebook"] not in toggled
+                if try_toggle:
+                    problems += check_toggle(page, DESKTOP["width"], shots / f"nav-{name}-desktop-toggled.png")
                 page.close()
                 # phone width: the page fits the screen, the sidebar opens, no console errors
                 page = mobile.new_page()
@@ -388,10 +388,10 @@ def run_checks(root: Path, shots: Path, browser_path: str | None = None, only: s
                     phone.append(f"page wider than the viewport at {MOBILE['width']} px: {fit['total']} px "
                                  f"(furthest: <{worst.get('tag')}> to {worst.get('right')} px, "
                                  f"{worst.get('text', '')!r})")
+                page.screenshot(path=str(shots / "mobile" / f"{name}.png"), full_page=True)
                 if try_toggle:
                     phone += check_toggle(page, MOBILE["width"], shots / f"nav-{name}-mobile-open.png")
                     toggled.add(info["isNotebook"])
-                page.screenshot(path=str(shots / "mobile" / f"{name}.png"), full_page=True)
                 page.close()
                 problems = list(dict.fromkeys(problems + phone))  # the same problem seen at both widths once
                 status = "FAIL" if problems else "ok"
