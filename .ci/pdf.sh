@@ -27,13 +27,13 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if [[ $install -eq 1 ]] && ! { command -v xelatex && command -v latexmk && kpsewhich fncychap.sty; } >/dev/null 2>&1; then
+if [[ $install -eq 1 ]] && ! { command -v xelatex && command -v latexmk && kpsewhich fncychap.sty && fc-list | grep -q DejaVuSansMono; } >/dev/null 2>&1; then
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends make latexmk \
     texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex \
-    texlive-plain-generic tex-gyre fonts-freefont-otf lmodern
+    texlive-plain-generic tex-gyre fonts-freefont-otf fonts-dejavu-core lmodern
 fi
 command -v xelatex >/dev/null && command -v latexmk >/dev/null \
   || { echo "xelatex/latexmk not found: run bash .ci/pdf.sh --install (or install TeX Live)"; exit 1; }
