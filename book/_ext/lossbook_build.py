@@ -13,7 +13,8 @@ build fell back to the synthetic stand-in, or ran in quick mode. This extension
   quick or full mode, and whether the CIFAR-10 chapter used real CIFAR-10 or the stand-in;
 * sets each HTML page's "Last updated" date to the last commit of its source file (the build date
   when git cannot tell), drops the duplicated inline scripts that made every page log
-  "Identifier 'THEBE_JS_URL' has already been declared", and leaves MathJax out of pages without math.
+  "Identifier 'THEBE_JS_URL' has already been declared", and leaves MathJax out of pages without math
+  and FontAwesome's script out of every page (its CSS draws the icons).
 """
 
 from __future__ import annotations
@@ -228,6 +229,22 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
         context["script_files"][:] = scripts
 
 
+FONTAWESOME_JS = re.compile(r'\s*<script src="[^"]*_static/vendor/fontawesome/[^"]*/js/all\.min\.js[^"]*"></script>')
+
+
+def drop_fontawesome_js(app: Sphinx, exception: Exception | None) -> None:
+    """Remove FontAwesome's 1.5 MB script from every page: the theme also loads its CSS and web fonts, which
+    draw the same icons, so the script only swapped them for SVGs. (Written into the theme's template, so
+    it is removed from the written pages.)"""
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        cut = FONTAWESOME_JS.sub("", text)
+        if cut != text:
+            page.write_text(cut, encoding="utf-8")
+
+
 def setup(app: Sphinx) -> dict:
     app.add_node(build_info)
     app.add_directive("lossbook-build-info", BuildInfoDirective)
@@ -237,5 +254,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-purge-doc", on_purge)
     app.connect("env-merge-info", on_merge)
     app.connect("doctree-resolved", on_doctree_resolved)
-    app.connect("html-page-context", on_page_context, priority=900)  # after the theme's handlers add scripts
+    app.connect("html-page-context", on_page_context, priority=900)
+    app.connect("build-finished", drop_fontawesome_js)  # after the theme's handlers add scripts
     return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
