@@ -58,11 +58,17 @@ def _page(*outputs: str, prose: str = "") -> nodes.document:
 
 
 def test_scan_reads_mode_and_data_from_outputs_only():
-    quick_synthetic = _page("Mode: QUICK (LOSSBOOK_QUICK=1): ...", "data: SYNTHETIC STAND-IN (not CIFAR-10)")
-    assert lossbook_build.scan_outputs(quick_synthetic) == {"modes": ["quick"], "synthetic": True, "cifar": True}
-    full_real = _page("Mode: FULL (LOSSBOOK_QUICK=0): ...", "CIFAR-10 train 12,406 images",
+    quick_synthetic = _page("Mode: QUICK (LOSSBOOK_QUICK=1): ...", "SYNTHETIC STAND-IN (not CIFAR-10)-LT exp 100",
+                            "!!  SYNTHETIC STAND-IN, NOT CIFAR-10.  Real CIFAR-10 was not available")
+    assert lossbook_build.scan_outputs(quick_synthetic) == {
+        "modes": ["quick"],
+        "synthetic": ["CIFAR-10"],
+        "real_cifar": False,
+    }
+    full_real = _page("Mode: FULL (LOSSBOOK_QUICK=0): ...", "CIFAR-10-LT exp 100 (counts [5000, ...])",
                       prose="offline, the SYNTHETIC STAND-IN is used")  # the prose does not count
-    assert lossbook_build.scan_outputs(full_real) == {"modes": ["full"], "synthetic": False, "cifar": True}
+    assert lossbook_build.scan_outputs(_page("!!  SYNTHETIC STAND-IN, NOT CIFAR-100."))["synthetic"] == ["CIFAR-100"]
+    assert lossbook_build.scan_outputs(full_real) == {"modes": ["full"], "synthetic": [], "real_cifar": True}
 
 
 def test_version_comes_from_citation_cff(tmp_path):

@@ -31,8 +31,12 @@ from sphinx.application import Sphinx
 
 ROOT = Path(__file__).resolve().parents[2]
 MODE_LINE = re.compile(r"Mode: (QUICK|FULL)\b")
-SYNTHETIC_BANNER = re.compile(r"SYNTHETIC STAND-IN")
-CIFAR_NAME = re.compile(r"CIFAR-10\b")
+# helpers.datasets' banner ("SYNTHETIC STAND-IN, NOT CIFAR-10") and helpers.cifar's description
+# ("SYNTHETIC STAND-IN (not CIFAR-100)"): which data set was replaced.
+SYNTHETIC_BANNER = re.compile(r"SYNTHETIC STAND-IN[,(]?\s*(?:NOT|not)\s+(CIFAR-100|CIFAR-10)\b")
+# helpers.cifar's description of a real long-tailed split ("CIFAR-10-LT exp 100 (counts ...)"); the
+# stand-in's reads "SYNTHETIC STAND-IN (not CIFAR-10)-LT ...".
+REAL_CIFAR = re.compile(r"\bCIFAR-10-LT\b")
 
 
 def book_version(root: Path = ROOT) -> str:
@@ -65,8 +69,8 @@ def scan_outputs(doctree: nodes.Node) -> dict:
     modes = sorted({m.lower() for m in MODE_LINE.findall(text)})
     return {
         "modes": modes,
-        "synthetic": bool(SYNTHETIC_BANNER.search(text)),
-        "cifar": bool(CIFAR_NAME.search(text)),
+        "synthetic": sorted(set(SYNTHETIC_BANNER.findall(text))),
+        "real_cifar": bool(REAL_CIFAR.search(text)),
     }
 
 
@@ -153,13 +157,14 @@ def summary_sentences(env) -> list[str]:
         quick = ", ".join(_chapter_name(env, d) for d, r in sorted(runs.items()) if "quick" in r["modes"])
         sentences.append(f"This build mixed modes: {quick} ran in **quick mode**, the others in full mode.")
     synthetic = [d for d, r in sorted(runs.items()) if r["synthetic"]]
-    real = [d for d, r in sorted(runs.items()) if r["cifar"] and not r["synthetic"]]
-    if synthetic:
+    real = [d for d, r in sorted(runs.items()) if r.get("real_cifar") and not r["synthetic"]]
+    for doc in synthetic:
+        names = " and ".join(runs[doc]["synthetic"])
         sentences.append(
-            f"{_upper_first(_chapter_name(env, synthetic[0]))} ran on the **synthetic stand-in, not CIFAR-10** "
-            "(CIFAR-10 could not be downloaded where this build ran): its numbers say nothing about CIFAR-10."
+            f"{_upper_first(_chapter_name(env, doc))} ran on the **synthetic stand-in, not {names}** "
+            f"({names} could not be downloaded where this build ran): its numbers say nothing about {names}."
         )
-    elif real:
+    if real and not synthetic:
         sentences.append(f"{_upper_first(_chapter_name(env, real[0]))} ran on **real CIFAR-10**.")
     sentences.append("The MNIST chapters always use real MNIST: there is no stand-in for it.")
     return sentences
@@ -256,4 +261,4 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", on_doctree_resolved)
     app.connect("html-page-context", on_page_context, priority=900)
     app.connect("build-finished", drop_fontawesome_js)  # after the theme's handlers add scripts
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 2}
