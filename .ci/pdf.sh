@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install=0 chapter="" out="."
+install=0 chapter="" out="." toc=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --install) install=1 ;;
@@ -42,7 +42,6 @@ JB=${JB:-.venv/bin/jupyter-book}
 args=(build . --builder pdflatex --path-output "$out" --keep-going)
 if [[ -n $chapter ]]; then
   toc=$(mktemp --suffix=.yml)
-  trap 'rm -f "$toc"' EXIT
   cat >"$toc" <<YAML
 format: jb-book
 root: book/intro
@@ -61,6 +60,15 @@ parts:
 YAML
   args+=(--toc "$toc")
 fi
+
+# The HTML build's parsed pages (_build/.doctrees) hold the HTML choice of each output (a table as raw
+# HTML, which LaTeX drops); Sphinx would reuse them as they are. Read every page afresh for LaTeX, from
+# the same execution cache (nothing is re-executed), and put the HTML build's pages back afterwards.
+doctrees="$out/_build/.doctrees"
+rm -rf "$doctrees.html"
+[[ -d $doctrees ]] && mv "$doctrees" "$doctrees.html"
+restore() { rm -rf "$doctrees"; [[ -d $doctrees.html ]] && mv "$doctrees.html" "$doctrees"; [[ -z ${toc:-} ]] || rm -f "$toc"; }
+trap restore EXIT
 
 start=$SECONDS
 LOSSBOOK_PROGRESS=0 "$JB" "${args[@]}"
