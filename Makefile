@@ -24,7 +24,7 @@ endif
 PYTEST_ARGS ?= -n 2 --dist loadscope --nbval-lax
 BOOK_FLAGS  := -W -n --keep-going --builder html
 
-.PHONY: venv test unit book book-quick check-html lint clean
+.PHONY: venv test unit book book-quick pdf pdf-chapter check-html lint clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,17 @@ book: $(STAMP)
 # CI's build: same sources, quick-mode execution, separate output (and execution cache).
 book-quick: $(STAMP)
 	LOSSBOOK_PROGRESS=0 LOSSBOOK_QUICK=1 $(BIN)/jupyter-book build . --path-output _build/quick $(BOOK_FLAGS)
+
+# The whole book as a PDF, in full mode like `make book` (whose executed notebooks it reuses):
+# _build/latex/lossbook.pdf. Needs TeX Live's xelatex and latexmk (`bash .ci/pdf.sh --install`).
+pdf: $(STAMP)
+	LOSSBOOK_QUICK=0 JB=$(BIN)/jupyter-book bash .ci/pdf.sh
+
+# CI's cheap check of the PDF route: the landing and reference pages and one chapter, in quick mode,
+# reusing `make book-quick`'s executed notebooks: _build/quick/_build/latex/lossbook.pdf.
+PDF_CHAPTER ?= notebooks/03_weighted_cross_entropy
+pdf-chapter: $(STAMP)
+	LOSSBOOK_QUICK=1 JB=$(BIN)/jupyter-book bash .ci/pdf.sh --chapter $(PDF_CHAPTER) --out _build/quick
 
 check-html: $(STAMP)
 	$(BIN)/python tests/browser_check.py --self-test $(or $(HTML),_build/html) --screenshots $(or $(SHOTS),_build/screenshots)
