@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -99,8 +99,13 @@ def closure(names: list[str], sites: list[str] = ()) -> dict[str, str]:
     return seen
 
 
-def render(freeze: dict[str, tuple[str, str]], keep: dict[str, str], date: str, commit: str,
-           substitutes: dict[str, tuple[str, str]]) -> str:
+def render(
+    freeze: dict[str, tuple[str, str]],
+    keep: dict[str, str],
+    date: str,
+    commit: str,
+    substitutes: dict[str, tuple[str, str]],
+) -> str:
     lines = [
         "# Colab's runtime: the versions its CPU runtime preinstalls, for the packages a chapter can touch.",
         f"# Source: {SOURCE} (googlecolab/backend-info, commit {commit}, {date}).",
@@ -125,10 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("freeze", type=Path, help="Colab's pip-freeze.txt, downloaded")
     parser.add_argument("--date", required=True, help="the date of the backend-info commit (YYYY-MM-DD)")
     parser.add_argument("--commit", required=True, help="the backend-info commit the file comes from")
-    parser.add_argument("--site", action="append", default=[], metavar="DIR",
-                        help="also read dependencies from this site-packages (repeatable), e.g. CI's colab venv's")
-    parser.add_argument("--substitute", action="append", default=[], metavar="NAME==VERSION:REASON",
-                        help="install VERSION instead of Colab's pin, for REASON (repeatable)")
+    parser.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also read dependencies from this site-packages (repeatable), e.g. CI's colab venv's",
+    )
+    parser.add_argument(
+        "--substitute",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION:REASON",
+        help="install VERSION instead of Colab's pin, for REASON (repeatable)",
+    )
     args = parser.parse_args(argv)
     freeze = parse_freeze(args.freeze.read_text())
     substitutes = {}

@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 _FLOOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*(\d+\.\d+\.\d+)$")
@@ -66,8 +67,11 @@ def moved(pins: dict[str, str], before: dict[str, str], after: dict[str, str]) -
             continue
         line = f"{name}: {old or '(absent)'} -> {new or '(removed)'}"
         (bad if name in pins and old is not None else other).append(line)
-    bad += [f"{name}: pinned {version}, but {before[name]} was installed before the install ran"
-            for name, version in sorted(pins.items()) if name in before and before[name] != version]
+    bad += [
+        f"{name}: pinned {version}, but {before[name]} was installed before the install ran"
+        for name, version in sorted(pins.items())
+        if name in before and before[name] != version
+    ]
     return bad, other
 
 
