@@ -75,3 +75,18 @@ def test_colab_freeze_url_lines_become_release_pins():
         "jupyter_kernel_gateway @ git+https://github.com/googlecolab/kernel_gateway@b134e99\n"
     )
     assert freeze == {"torch": ("torch", "2.11.0"), "ipywidgets": ("ipywidgets", "7.7.1")}
+
+
+def test_every_file_states_the_floors_pyproject_declares():
+    """requirements.txt (development) and binder/requirements.txt repeat the floors, never an untested one."""
+    floors = dict(pin.split("==") for pin in pins.floors())
+    for path in (ROOT / "requirements.txt", ROOT / "binder" / "requirements.txt"):
+        for line in path.read_text().splitlines():
+            text = line.split("#", 1)[0].strip()
+            if not text or text.startswith(("-", ".")):
+                continue
+            req = requirements.Requirement(text)
+            if req.name in floors:
+                assert str(req.specifier) == f">={floors[req.name]}", (
+                    f"{path.name}: {text} (pyproject: {floors[req.name]})"
+                )

@@ -1,6 +1,6 @@
 """The pinned environments of CI's reader-side stages: the declared floors, and what an install moved.
 
-    python tools/pins.py floors              # pyproject's lower bounds as exact pins: torch==2.4.1 ...
+    python tools/pins.py floors              # pyproject's lower bounds as exact pins: torch==2.5.1 ...
     python tools/pins.py moved PINS BEFORE AFTER   # exit 1 if an install changed a pinned package
 
 ``floors`` reads ``[project] dependencies`` and the ``notebooks`` extra of ``pyproject.toml`` and
@@ -33,7 +33,7 @@ def _canonical(name: str) -> str:
 
 
 def floors(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
-    """``["torch==2.4.1", ...]``: the package's and its notebooks extra's lower bounds, as exact pins."""
+    """``["torch==2.5.1", ...]``: the package's and its notebooks extra's lower bounds, as exact pins."""
     project = tomllib.loads(pyproject.read_text())["project"]
     pins = []
     for req in list(project["dependencies"]) + list(project["optional-dependencies"]["notebooks"]):
