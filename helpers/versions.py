@@ -4,7 +4,7 @@ The book supports every torch from the lower bound in ``pyproject.toml`` to the 
 (CI runs the chapters on the floor, on Colab's published versions and on the newest). A section
 built on a newer API guards itself with :func:`requires_torch`::
 
-    if requires_torch("2.12", "nn.LinearCrossEntropyLoss"):
+    if requires_torch("2.13", "nn.LinearCrossEntropyLoss"):
         ...  # the section's code
 
 On an older torch the guard prints one sentence naming the feature, the version that brought it
@@ -50,13 +50,13 @@ def requires_torch(version: str, feature: str) -> bool:
     """Guard for a section that needs torch ``version`` or newer.
 
     Args:
-        version: the first torch release that has ``feature`` (``"2.12"``).
+        version: the first torch release that has ``feature`` (``"2.13"``).
         feature: what the section uses, as a reader would search for it
             (``"nn.LinearCrossEntropyLoss"``, ``"the weight= argument of F.mse_loss"``).
 
     Returns:
         ``True`` when the running torch has it. Otherwise prints one sentence, such as
-        ``"Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch 2.11.0."``,
+        ``"Skipped: nn.LinearCrossEntropyLoss is new in torch 2.13; this kernel runs torch 2.11.0."``,
         and returns ``False``.
     """
     if not isinstance(feature, str) or not feature:

@@ -28,16 +28,16 @@ def test_at_least_compares_numerically_not_as_text(monkeypatch):
 
 def test_guard_prints_one_sentence_and_returns_false_on_an_older_torch(monkeypatch, capsys):
     monkeypatch.setattr(torch, "__version__", "2.11.0+cu126")
-    assert versions.requires_torch("2.12", "nn.LinearCrossEntropyLoss") is False
+    assert versions.requires_torch("2.13", "nn.LinearCrossEntropyLoss") is False
     out = capsys.readouterr().out
     assert out == (
-        "Skipped: nn.LinearCrossEntropyLoss is new in torch 2.12; this kernel runs torch 2.11.0+cu126.\n"
+        "Skipped: nn.LinearCrossEntropyLoss is new in torch 2.13; this kernel runs torch 2.11.0+cu126.\n"
     )
 
 
 def test_guard_is_silent_and_true_on_a_new_enough_torch(monkeypatch, capsys):
-    monkeypatch.setattr(torch, "__version__", "2.12.0")
-    assert versions.requires_torch("2.12", "nn.LinearCrossEntropyLoss") is True
+    monkeypatch.setattr(torch, "__version__", "2.13.0")
+    assert versions.requires_torch("2.13", "nn.LinearCrossEntropyLoss") is True
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="feature"):
-        versions.requires_torch("2.12", "")
+        versions.requires_torch("2.13", "")
