@@ -83,9 +83,9 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
     ``RuntimeError`` whenever it runs with grad mode on, which in a ``.backward()`` or
     ``torch.autograd.grad`` call happens exactly when ``create_graph=True`` was asked for; use
     :func:`composed_cross_entropy` or ``F.cross_entropy`` there. (The Function has no
-    ``setup_context``, so ``torch.func`` transforms refuse it before its backward runs.) (``torch.autograd.function.once_differentiable`` is not enough: it
-    raises only when the incoming gradient itself requires grad, and otherwise returns a first
-    derivative without a graph.)
+    ``setup_context``, so ``torch.func`` transforms refuse it before its backward runs.)
+    ``torch.autograd.function.once_differentiable`` is not enough: it raises only when the incoming
+    gradient itself requires grad, and otherwise returns a first derivative without a graph.
     """
 
     @staticmethod

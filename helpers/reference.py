@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from helpers.validation import check_reduction, reduce_loss
+from helpers.versions import torch_at_least
 
 __all__ = [
     "ATLAS",
@@ -214,8 +215,8 @@ def gaussian_nll_loss(
     ``(*)``; ``target`` any shape that broadcasts with ``input`` (the documented same shape, one
     dimension of size 1, but also a 0-d target or one with fewer leading dimensions; ``'none'`` then
     returns the broadcast shape); ``var`` a float, the shape of ``input``, that shape without its last
-    dimension, or the same number of dimensions where the ones that differ from ``input``'s have sizes
-    adding up to 1 (one dimension of size 1).
+    dimension, that shape with a last dimension of size 1, or (from torch 2.10) the same number of
+    dimensions where the ones that differ from ``input``'s have sizes adding up to 1 (e.g. ``(1, D)``).
 
     Gradient: torch clamps ``var`` in place under ``no_grad``, so autograd treats the clamp as the
     identity (*straight-through*): the gradient is the formula's gradient **evaluated at the clamped
@@ -239,7 +240,10 @@ def gaussian_nll_loss(
         differ = [v for i, v in zip(input.shape, var.shape, strict=False) if i != v]
         if var.shape == input.shape[:-1]:
             var = var.unsqueeze(-1)
-        elif not (var.dim() == input.dim() and sum(differ) == 1):
+        elif var.dim() == input.dim() and var.shape[:-1] == input.shape[:-1] and var.shape[-1] == 1:
+            pass  # one variance per row: every torch accepts it
+        elif not (torch_at_least("2.10") and var.dim() == input.dim() and sum(differ) == 1):
+            # torch 2.10 widened the rule to any one dimension of size 1 (e.g. var (1, D))
             raise ValueError(
                 f"var must have the shape of input {tuple(input.shape)}, that shape with one dimension of size 1 "
                 f"or without its last dimension, or be a float; got {tuple(var.shape)}"
@@ -982,10 +986,16 @@ def _cases_gaussian(g: torch.Generator) -> list[Case]:
             {},
             (_randn(g, 5, 3), _randn(g, 5, 1, grad=False), _rand(g, 5, 3, low=0.2, high=2)),
         ),
-        Case(
-            "target (1, D), var (1, D)",
-            {},
-            (_randn(g, 5, 3), _randn(g, 1, 3, grad=False), _rand(g, 1, 3, low=0.2, high=2)),
+        *(  # a (1, D) variance is accepted from torch 2.10 on
+            [
+                Case(
+                    "target (1, D), var (1, D)",
+                    {},
+                    (_randn(g, 5, 3), _randn(g, 1, 3, grad=False), _rand(g, 1, 3, low=0.2, high=2)),
+                )
+            ]
+            if torch_at_least("2.10")
+            else []
         ),
         Case("unbatched (D)", {}, (_randn(g, 4), _randn(g, 4, grad=False), _rand(g, 4, low=0.2, high=2))),
     ]

@@ -10,6 +10,7 @@ from torch import nn
 from helpers import reference as ref
 from helpers.onehot_losses import OneHotMSELoss
 from helpers.reference import ATLAS, RTOL, check_entry, torch_loss_classes
+from helpers.versions import torch_at_least
 
 
 def test_every_torch_loss_has_an_atlas_entry():
@@ -194,7 +195,11 @@ def _documented_shape_cases():
     return [
         ("gaussian target (N, 1)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 1), pos(5, 3))),
         ("gaussian target (1, D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(1, 3), pos(5, 3))),
-        ("gaussian var (1, D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(1, 3))),
+        *(  # torch 2.10 widened var's rule to (1, D); older torch refuses it (test below)
+            [("gaussian var (1, D)", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(1, 3)))]
+            if torch_at_least("2.10")
+            else []
+        ),
         ("gaussian (B, C, H) with size-1 dims", F.gaussian_nll_loss, ref.gaussian_nll_loss,
          (r(2, 3, 4), r(2, 1, 4), pos(2, 3, 1))),
         ("gaussian var one dim fewer", F.gaussian_nll_loss, ref.gaussian_nll_loss, (r(5, 3), r(5, 3), pos(5))),
@@ -239,6 +244,18 @@ def test_reference_accepts_every_documented_shape(case, reduction):
     (g_r,) = torch.autograd.grad(out_r.sum(), x_r, allow_unused=True)
     if g_t is not None:
         torch.testing.assert_close(g_r, g_t)
+
+
+def test_gaussian_var_of_shape_1_d_follows_the_running_torch():
+    """A (1, D) variance for a (5, D) input: accepted from torch 2.10 on, refused before, by both."""
+    x, var = torch.randn(5, 3), torch.rand(1, 3) + 0.2
+    if torch_at_least("2.10"):
+        torch.testing.assert_close(ref.gaussian_nll_loss(x, x.flip(0), var), F.gaussian_nll_loss(x, x.flip(0), var))
+    else:
+        with pytest.raises(ValueError, match="var"):
+            F.gaussian_nll_loss(x, x.flip(0), var)
+        with pytest.raises(ValueError, match="var must have"):
+            ref.gaussian_nll_loss(x, x.flip(0), var)
 
 
 def test_reference_rejects_undocumented_shapes():
