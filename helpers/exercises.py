@@ -57,6 +57,10 @@ class Result:
     def __str__(self) -> str:
         return textwrap.fill(f"{self.exercise}: {self.status}. {self.message}", width=88, break_on_hyphens=False)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's display: one short line (``check`` printed the message above it, wrapped to 88)."""
+        printer.text(f"Result(exercise={self.exercise!r}, status={self.status!r})")
+
 
 class _Wrong(Exception):
     """Raised inside a checker with the one-sentence hint."""

@@ -264,6 +264,16 @@ def test_unknown_exercise_and_printed_line(capsys):
     assert capsys.readouterr().out.startswith("ch1-ln-c: passed.")
 
 
+def test_notebook_display_of_a_result_fits_the_page():
+    # A check cell's value is shown under the printed verdict: one line of at most 88 characters.
+    from IPython.lib.pretty import pretty
+
+    for exercise in EXERCISES:
+        shown = pretty(check(exercise, None, quiet=True))
+        assert "\n" not in shown and len(shown) <= 88, shown
+        assert shown.startswith(f"Result(exercise={exercise!r}")
+
+
 def test_toy_long_tail_and_linear_training():
     from helpers.exercises import toy_long_tail, train_linear
 
