@@ -13,7 +13,7 @@ This module holds what chapter 5 needs beyond the imbalance toolkit:
   on the compute device (no PIL, no per-sample Python);
 * :data:`PROTOCOLS` (``paper``, ``gpu-fast``, ``cpu``, ``quick``) and :func:`cifar10_spec` /
   :func:`cifar100_spec`, the CIFAR entries of the experiments registry
-  (:data:`helpers.experiments.DATASETS`): one code path for both, which differ only in the loader
+  (:data:`helpers.longtail_data.DATASETS`): one code path for both, which differ only in the loader
   (:func:`helpers.datasets.load_cifar10` / :func:`~helpers.datasets.load_cifar100`), the number of
   classes and the validation size;
 * :data:`PUBLISHED_ERRORS`, the published CIFAR-10-LT top-1 errors typed in with their sources;
@@ -24,7 +24,7 @@ This module holds what chapter 5 needs beyond the imbalance toolkit:
   ``python -m helpers.experiments``.
 
 This module depends on :mod:`helpers.longtail_types` for :class:`~helpers.longtail_types.DatasetSpec`;
-:mod:`helpers.experiments` imports this module, never the other way round.
+:mod:`helpers.longtail_data` imports this module, never the other way round.
 """
 
 from __future__ import annotations

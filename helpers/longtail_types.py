@@ -1,8 +1,8 @@
 """The types a long-tailed experiment passes around: what a dataset contributes, and what a run returns.
 
-They live here, below both :mod:`helpers.experiments` (the runner and the CLI) and
+They live here, below both :mod:`helpers.longtail_data` (the dataset registry) and
 :mod:`helpers.cifar` (the CIFAR-LT dataset builders), so that the dependency runs one way:
-``longtail_types <- cifar <- experiments``. Neither module needs a run-time import of the other.
+``longtail_types <- cifar <- longtail_data``. Neither module needs a run-time import of the other.
 
 * :class:`DatasetSpec` -- a long-tailed training set, its balanced validation set, the balanced
   test set, the model factory and the training recipe of one dataset (one data seed);
@@ -46,7 +46,7 @@ class DatasetSpec:
         model_factory: builds a fresh, untrained model.
         config: the training recipe (seed is replaced per run).
         transform: maps a uint8 batch to a normalised float batch on the device; None means
-            :func:`helpers.experiments.run_experiment` normalises the whole set once with
+            :func:`helpers.longtail_runner.run_experiment` normalises the whole set once with
             :meth:`ImageSet.normalized`.
         augment: batch augmentation ``(batch, generator) -> batch`` or None.
         drw_start_epoch: first epoch (from 0) of deferred re-weighting.
@@ -72,7 +72,7 @@ class RunRecord:
     Attributes:
         method: registry name of the method.
         seed: training seed (initialisation, batch order, resampling, augmentation).
-        metrics: test metrics (:data:`helpers.experiments.METRICS`), plus ``val_*`` versions on the
+        metrics: test metrics (:data:`helpers.longtail_runner.METRICS`), plus ``val_*`` versions on the
             validation set.
         history: per-epoch curves from :func:`helpers.train.train` (a post-hoc method carries its
             base model's).

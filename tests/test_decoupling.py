@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import experiments
+from helpers import longtail_runner as lt_runner
 from helpers.decoupling import (
     TAU_GRID,
     choose_tau,
@@ -79,7 +79,7 @@ def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
 
     trained = count_trainings(monkeypatch)
     runs = []
-    table = experiments.run_experiment(
+    table = lt_runner.run_experiment(
         blob_tensors(), mlp, methods=["crt", "tau_norm", "posthoc_la"], seeds=[0, 1], imbalance_ratio=10,
         config=TINY, val_per_class=10, runs=runs, show_progress=False,
     )  # fmt: skip
