@@ -2,8 +2,13 @@
 
 Runs of different methods with the same ``(seed, data_seed)`` are *paired* (:mod:`helpers.longtail_runner`).
 :func:`paired_table` compares every method with a baseline (cross-entropy) by paired differences with a
-Student-t interval over the pairs (:mod:`helpers.stats`), and names the set of methods that cannot be
-told apart from the best on the *validation* set (:func:`val_best_set`).
+Student-t interval over the pairs (:mod:`helpers.stats`); its verdicts are Holm-adjusted over the
+methods of the table (a page that draws several verdicts keeps the chance of any false one at 5%).
+:func:`val_best_set` names the methods that may be the best on the *validation* set (Hsu's multiple
+comparisons with the best, :func:`helpers.stats.possibly_best`).
+
+The intervals cover seed pairs (training seed and drawn subset) on one fixed test set: they are
+conditional on the test images.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
+from helpers.longtail_methods import display_name
 from helpers.runtime import quick_mode
-from helpers.stats import QUICK_VERDICT, indistinguishable_from_best, paired_difference, verdict
+from helpers.stats import QUICK_VERDICT, holm_adjust, paired_difference, paired_p_value, possibly_best, verdict
 
 __all__ = ["ONE_PAIR_VERDICT", "paired_stats", "paired_table", "summarize", "val_best_set"]
 
@@ -63,20 +70,20 @@ def val_best_set(
     level: float = 0.95,
     higher_is_better: bool = True,
 ) -> list[str]:
-    """Methods that cannot be told apart from the best on the VALIDATION ``metric`` (``val_<metric>``).
+    """Methods that may be the best on the VALIDATION ``metric`` (``val_<metric>``), best mean first.
 
-    The best method by mean validation score is always in the set; another joins it unless its paired
-    ``level`` t-interval against the best (over the ``(seed, data_seed)`` pairs,
-    :func:`helpers.stats.indistinguishable_from_best`) lies wholly on the worse side of zero. A method
-    with a diverged (NaN) run is not a contender. With fewer than two pairs nothing can be separated
-    and every contender is returned. A one-element result is a clear winner, chosen without the test set.
+    :func:`helpers.stats.possibly_best` over the ``(seed, data_seed)`` pairs: Hsu's multiple
+    comparisons with the best, which keeps the truly best method with probability at least ``level``
+    and is monotone in the means (a method with a higher mean than a kept one is kept). A method with a
+    diverged (NaN) run is not a contender. With fewer than two pairs nothing can be separated and
+    every contender is returned. A one-element result is a clear winner, chosen without the test set.
     """
     wide = _by_pair(table, f"val_{metric}")
     methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
     contenders = [m for m in methods if m in wide.columns and wide[m].notna().all()]
     if len(wide) < 2 or len(contenders) < 2:
         return contenders
-    return indistinguishable_from_best({m: wide[m].to_numpy() for m in contenders}, level, higher_is_better)
+    return possibly_best({m: wide[m].to_numpy() for m in contenders}, level, higher_is_better)
 
 
 def paired_stats(
@@ -87,6 +94,7 @@ def paired_stats(
     level: float = 0.95,
     quick: bool | None = None,
     higher_is_better: bool = True,
+    holm: bool = True,
 ) -> pd.DataFrame:
     """Per method: mean and std of ``metric`` (test and validation), and the paired difference against ``baseline``.
 
@@ -96,12 +104,16 @@ def paired_stats(
     interval over the pairs (:func:`helpers.stats.paired_difference`), and
     :func:`helpers.stats.verdict` turns it into "improves", "hurts" or "cannot be told apart from"
     (:data:`helpers.stats.QUICK_VERDICT` in quick mode, :data:`ONE_PAIR_VERDICT` with one pair).
+    With ``holm`` (default) a test verdict names a direction only when, in addition, the paired
+    t-test's p-value stays below ``1 - level`` after Holm's adjustment over the compared methods
+    (columns ``p_value``, ``p_holm``); the intervals themselves are the unadjusted ``level`` ones.
     Pairs where either run diverged (NaN) are left out of that method's difference.
 
     Returns:
         One row per method (index ``method``) with columns ``n_pairs``, ``mean``, ``std``,
         ``val_mean``, ``val_std``, ``diff``, ``diff_low``, ``diff_high``, ``verdict``,
-        ``val_diff``, ``val_diff_low``, ``val_diff_high``, ``val_verdict``, ``val_tied_best``
+        ``val_diff``, ``val_diff_low``, ``val_diff_high``, ``val_verdict``, ``p_value``, ``p_holm``,
+        ``val_tied_best``
         (:func:`val_best_set`), ``many_recall``, ``medium_recall``, ``few_recall`` (means, if in the
         table) and ``diverged`` (number of diverged runs). Values are fractions, as in the table.
     """
@@ -127,14 +139,25 @@ def paired_stats(
         diff = paired_difference(both[m].to_numpy(), both[baseline].to_numpy(), level)
         return diff.mean, diff.low, diff.high, verdict(diff, quick=quick, higher_is_better=higher_is_better)
 
+    def p_of(m: str) -> float:
+        both = test[[m, baseline]].dropna()
+        if m == baseline or len(both) < 2:
+            return math.nan
+        return paired_p_value(both[m].to_numpy(), both[baseline].to_numpy())
+
+    p_values = np.array([p_of(m) for m in methods])
+    p_holm = holm_adjust(p_values) if holm else p_values
     rows = []
-    for m in methods:
+    for m, p, ph in zip(methods, p_values, p_holm, strict=True):
         d, lo, hi, word = compare(test, m)
+        if holm and not quick and not math.isnan(ph) and ph >= 1 - level and word in ("improves", "hurts"):
+            word = "cannot be told apart from (after Holm)"
         vd, vlo, vhi, vword = compare(val, m)
         row = {
             "method": m, "n_pairs": int(test[m].notna().sum()), "mean": test[m].mean(), "std": test[m].std(ddof=1),
             "val_mean": val[m].mean(), "val_std": val[m].std(ddof=1), "diff": d, "diff_low": lo, "diff_high": hi,
-            "verdict": word, "val_diff": vd, "val_diff_low": vlo, "val_diff_high": vhi, "val_verdict": vword,
+            "verdict": word, "p_value": p, "p_holm": ph, "val_diff": vd, "val_diff_low": vlo,
+            "val_diff_high": vhi, "val_verdict": vword,
             "val_tied_best": m in best,
         }  # fmt: skip
         for g in groups:
@@ -153,16 +176,20 @@ def paired_table(
     quick: bool | None = None,
     percent: bool = True,
     higher_is_better: bool = True,
+    holm: bool = True,
+    display_names: bool = False,
 ) -> pd.DataFrame:
     """:func:`paired_stats` formatted for the page: one row per method, strings in percent (points for differences).
 
     Columns: ``<metric> (test)`` ``"mean ± std"``; ``vs <baseline>, 95% CI`` ``"+1.2 [+0.4, +2.0]"``
-    (paired, in points); ``verdict`` (the word :func:`helpers.stats.verdict` gives); ``val <metric>``
-    ``"mean ± std"``; ``val: tied with best`` ("yes" for the methods :func:`val_best_set` cannot separate
-    from the best on validation); ``many / medium / few recall (test)``; ``pairs`` (runs used) and
-    ``diverged``. With one pair the std and the interval are blank.
+    (paired over seed pairs on the fixed test set, in points); ``verdict`` (the word
+    :func:`helpers.stats.verdict` gives, Holm-adjusted with ``holm``); ``val <metric>``
+    ``"mean ± std"``; ``val: possibly best`` ("yes" for the methods of :func:`val_best_set`);
+    ``many / medium / few recall (test)``; ``pairs`` (runs used) and ``diverged``. With one pair the
+    std and the interval are blank. ``display_names`` shows :data:`helpers.longtail_methods.DISPLAY_NAMES`
+    instead of the registry ids in the index.
     """
-    stats = paired_stats(table, baseline, metric, methods, level, quick, higher_is_better)
+    stats = paired_stats(table, baseline, metric, methods, level, quick, higher_is_better, holm)
     scale = 100.0 if percent else 1.0
     digits = 1 if percent else 3
 
@@ -181,7 +208,7 @@ def paired_table(
     out[f"vs {baseline}, {pct}"] = [interval(*v) for v in stats[["diff", "diff_low", "diff_high"]].to_numpy()]
     out["verdict"] = stats["verdict"]
     out[f"val {metric}"] = [spread(a, b) for a, b in zip(stats["val_mean"], stats["val_std"], strict=True)]
-    out["val: tied with best"] = ["yes" if t else "" for t in stats["val_tied_best"]]
+    out["val: possibly best"] = ["yes" if t else "" for t in stats["val_tied_best"]]
     if {"many_recall", "medium_recall", "few_recall"} <= set(stats.columns):
         out["many / medium / few recall (test)"] = [
             " / ".join("-" if math.isnan(v) else f"{v * scale:.{digits}f}" for v in vals)
@@ -189,4 +216,7 @@ def paired_table(
         ]
     out["pairs"] = stats["n_pairs"]
     out["diverged"] = stats["diverged"]
+    if display_names:
+        out.index = [display_name(m) for m in out.index]
+        out.index.name = "method"
     return out

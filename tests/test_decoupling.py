@@ -91,3 +91,36 @@ def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
     assert taus.loc["crt"].isna().all() and (table.loc[table.method == "crt", "posthoc_seconds"] > 0).all()
     tau_run = next(r for r in runs if r.method == "tau_norm")
     assert tau_run.extra["tau"] in TAU_GRID and len(tau_run.extra["tau_val_balanced_accuracy"]) == len(TAU_GRID)
+
+
+def test_crossfitted_tau_score_is_not_optimistic_where_the_in_sample_score_is():
+    """Features carry no information about the labels: every tau has expected balanced accuracy 1/C.
+
+    Choosing tau on the validation set and scoring the same set is biased upwards (the maximum of 21
+    noisy scores); the cross-fitted score (choose on one half, score the other, swap) is not.
+    """
+    from helpers.decoupling import crossfit_tau_logits
+
+    g = torch.Generator().manual_seed(0)
+    classes, per_class, reps = 5, 20, 150
+    in_sample, crossfit = [], []
+    for rep in range(reps):
+        weight = torch.randn(classes, 8, generator=g) * torch.linspace(0.2, 3.0, classes)[:, None]
+        feats = torch.randn(classes * per_class, 8, generator=g).abs()
+        labels = torch.arange(classes).repeat_interleave(per_class)
+        tau, scores = choose_tau(feats, labels, weight)
+        in_sample.append(scores[tau])
+        logits, taus = crossfit_tau_logits(feats, labels, weight, seed=rep)
+        assert all(t in TAU_GRID for t in taus) and logits.shape == (len(labels), classes)
+        crossfit.append(balanced_accuracy(logits, labels))
+    chance, se = 1 / classes, torch.tensor(crossfit).std().item() / reps**0.5
+    se_in = torch.tensor(in_sample).std().item() / reps**0.5
+    assert sum(in_sample) / reps > chance + 5 * se_in  # optimistic, far beyond Monte-Carlo error
+    assert abs(sum(crossfit) / reps - chance) < 3 * se + 0.005  # unbiased within Monte-Carlo error
+
+
+def test_crossfit_checks_shapes():
+    from helpers.decoupling import crossfit_tau_logits
+
+    with pytest.raises(ValueError, match="val_labels"):
+        crossfit_tau_logits(torch.randn(4, 3), torch.zeros(3, dtype=torch.long), torch.randn(2, 3))

@@ -405,3 +405,17 @@ def test_mnist_sgd_recipes_for_the_instability_study():
     assert lt_data.mnist_config(4, recipe="sgd", lr=0.02, warmup_epochs=2).lr == 0.02
     with pytest.raises(ValueError, match="recipe"):
         lt_data.mnist_config(4, recipe="adam")
+
+
+def test_holm_turns_a_lone_marginal_verdict_into_no_verdict_among_many():
+    ce = [0.60, 0.70, 0.65, 0.55, 0.62]
+    marginal = [c + d for c, d in zip(ce, [0.02, 0.004, 0.03, 0.006, 0.012], strict=True)]  # p = 0.04
+    others = {f"null{i}": [c + 0.01 * ((i + j) % 3 - 1) for j, c in enumerate(ce)] for i in range(6)}
+    table = fake_table({"ce": ce, "marginal": marginal, **others})
+    plain = lt_tables.paired_stats(table, quick=False, holm=False)
+    adjusted = lt_tables.paired_stats(table, quick=False)
+    assert plain.loc["marginal", "verdict"] == "improves" and plain.loc["marginal", "p_value"] < 0.05
+    assert adjusted.loc["marginal", "p_holm"] >= 0.05
+    assert adjusted.loc["marginal", "verdict"] == "cannot be told apart from (after Holm)"
+    shown = lt_tables.paired_table(table, quick=False, display_names=True)
+    assert "cross-entropy (CE)" in shown.index and "val: possibly best" in shown.columns
