@@ -103,7 +103,9 @@ class Method:
         name: registry key (``--methods`` in the CLI).
         description: one line for tables and ``--help``.
         cite: bibliography key of its paper (``book/references.bib``), or "".
-        make_loss: ``(class_counts (C,) float64, drw_start_epoch, device) -> (loss_fn, drw or None)``.
+        make_loss: ``(class_counts (C,) float64, drw_start, device) -> (loss_fn, drw or None)``;
+            ``drw_start`` is the optimizer step where DRW starts (the runner calls ``drw`` with the
+            step before each step).
         balanced_sampling: train with class-balanced resampling (every class equally likely per draw).
         sampling: ``class_counts -> per-class weight of each example`` for resampling with
             replacement (:attr:`helpers.train.TrainConfig.sampling_weights`), or None.
@@ -113,6 +115,8 @@ class Method:
         posthoc_of: name of the method whose trained model this one re-uses (no backbone training
             of its own); ``posthoc`` computes its logits.
         posthoc: see :data:`Posthoc`.
+        decay_last_bias: False exempts the last layer's bias from weight decay (Cui et al.'s
+            sigmoid/focal setting).
         logit_scale: factor applied to the model's outputs before scoring, so that probabilities
             (calibration, NLL) are the ones the loss trained: LDAM's scale ``s`` for its cosine
             logits in [-1, 1]. Predictions (argmax) do not change.
@@ -129,6 +133,7 @@ class Method:
     posthoc_of: str | None = None
     posthoc: Posthoc | None = None
     logit_scale: float = 1.0
+    decay_last_bias: bool = True
 
 
 def _ce(counts, start, device):
@@ -206,10 +211,11 @@ def _method_list() -> list[Method]:
         Method(
             "cb_focal_sigmoid",
             f"Cui et al.'s CB Focal: sigmoid focal loss, gamma={CB_FOCAL_GAMMA:g}, class-balanced weights "
-            f"(beta={CB_BETA}), sum over classes / number of positives, last bias -log(C-1)",
+            f"(beta={CB_BETA}), sum over classes / number of positives, last bias -log(C-1), not weight-decayed",
             "cui2019classbalanced",
             lambda c, s, d: (ClassBalancedSigmoidFocalLoss(c, beta=CB_BETA, gamma=CB_FOCAL_GAMMA), None),
             init_model=lambda model, counts: init_prior_bias(model),
+            decay_last_bias=False,
         ),
         Method(
             "ldam",

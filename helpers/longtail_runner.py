@@ -26,7 +26,7 @@ from helpers.datasets import ImageSet
 from helpers.imbalance import PROFILES
 from helpers.longtail_data import DATASETS, ExperimentConfigError, tensors_spec
 from helpers.longtail_methods import METHODS, Method, PosthocInput, check_methods
-from helpers.longtail_types import RunRecord, drw_start
+from helpers.longtail_types import RunRecord, drw_start, drw_start_step
 from helpers.metrics import classification_report, describe_groups
 from helpers.models import use_normed_head
 from helpers.runtime import pick_device, progress
@@ -147,23 +147,29 @@ def _train_one(method: Method, seed: int, pair: _PairData, device: torch.device)
         use_normed_head(model)
     if method.init_model is not None:
         method.init_model(model, counts_t)
-    loss_fn, drw = method.make_loss(counts_t, pair.drw_start_epoch, device)
+    data = pair.data
+    steps_per_epoch = math.ceil(data["x_train"].shape[0] / pair.config.batch_size)
+    start_step = drw_start_step(pair.config.epochs, steps_per_epoch)
+    loss_fn, drw = method.make_loss(counts_t, start_step, device)
     loss_fn = loss_fn.to(device)
     sampling = tuple(method.sampling(counts_t).tolist()) if method.sampling is not None else None
-    run_cfg = replace(pair.config, seed=seed, balanced_sampling=method.balanced_sampling, sampling_weights=sampling)
-    data = pair.data
+    run_cfg = replace(pair.config, seed=seed, balanced_sampling=method.balanced_sampling, sampling_weights=sampling,
+                      decay_last_bias=pair.config.decay_last_bias and method.decay_last_bias)  # fmt: skip
+    scale = method.logit_scale
     result = train(
         model, loss_fn, data["x_train"], data["y_train"], run_cfg,
         x_val=data["x_val"], y_val=data["y_val"], transform=pair.transform, augment=pair.augment,
-        on_epoch_start=(lambda e, d=drw, f=loss_fn: d(f, e)) if drw is not None else None,
-        show_progress=False,
+        on_step_start=(lambda s, d=drw, f=loss_fn: d(f, s)) if drw is not None else None,
+        ce_scale=scale, show_progress=False,
     )  # fmt: skip
-    scale = method.logit_scale
     test_logits = scale * predict_logits(model, data["x_test"], transform=pair.transform).cpu()
     val_logits = scale * predict_logits(model, data["x_val"], transform=pair.transform).cpu()
     record = _record(method.name, seed, pair.data_seed, test_logits, val_logits, pair, result.history,
                      result.seconds, result.images_per_second, result.diverged)  # fmt: skip
     record.extra["config"] = run_cfg.to_dict()
+    if drw is not None:
+        total = pair.config.epochs * steps_per_epoch
+        record.extra.update(drw_start_step=start_step, drw_fraction=start_step / total)
     return record, model
 
 

@@ -8,7 +8,9 @@ They live here, below both :mod:`helpers.longtail_data` (the dataset registry) a
   test set, the model factory and the training recipe of one dataset (one data seed);
 * :class:`RunRecord` -- the raw result of one run (one method, one training seed, one data seed):
   metrics, per-epoch curves and the test logits, for plots and paired comparisons;
-* :func:`drw_start` -- the epoch where deferred re-weighting starts (80% of training, Cao et al.).
+* :func:`drw_start` -- the epoch where deferred re-weighting starts (80% of training, Cao et al.), and
+  :func:`drw_start_step`, the optimizer step where it starts (the runner switches at a step, so the
+  switch is at 80% of the steps even when a run has only a few epochs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def drw_start(epochs: int) -> int:
     return min(epochs - 1, int(round(DRW_FRACTION * epochs)))
 
 
+def drw_start_step(epochs: int, steps_per_epoch: int) -> int:
+    """Optimizer step (from 0) where DRW starts: ``round(0.8 * epochs * steps_per_epoch)``.
+
+    With 200 epochs this is the first step of epoch 160, as in Cao et al.; with 3 epochs it is 80%
+    of the steps, where :func:`drw_start` (whole epochs) would give 67%.
+    """
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    total = epochs * steps_per_epoch
+    return min(total - 1, int(round(DRW_FRACTION * total)))
+
+
 @dataclass
 class DatasetSpec:
     """Everything a dataset contributes to an experiment, for one data seed.
@@ -49,7 +64,8 @@ class DatasetSpec:
             :func:`helpers.longtail_runner.run_experiment` normalises the whole set once with
             :meth:`ImageSet.normalized`.
         augment: batch augmentation ``(batch, generator) -> batch`` or None.
-        drw_start_epoch: first epoch (from 0) of deferred re-weighting.
+        drw_start_epoch: first epoch (from 0) of deferred re-weighting in whole epochs (reported;
+            :mod:`helpers.longtail_runner` switches at :func:`drw_start_step` instead).
         description: one line describing the setting.
     """
 
@@ -106,4 +122,4 @@ class RunRecord:
         return (self.seed, self.data_seed)
 
 
-__all__ = ["DRW_FRACTION", "DatasetSpec", "RunRecord", "drw_start"]
+__all__ = ["DRW_FRACTION", "DatasetSpec", "RunRecord", "drw_start", "drw_start_step"]

@@ -419,3 +419,34 @@ def test_holm_turns_a_lone_marginal_verdict_into_no_verdict_among_many():
     assert adjusted.loc["marginal", "verdict"] == "cannot be told apart from (after Holm)"
     shown = lt_tables.paired_table(table, quick=False, display_names=True)
     assert "cross-entropy (CE)" in shown.index and "val: possibly best" in shown.columns
+
+
+def test_drw_switches_at_80_percent_of_the_steps_even_with_three_epochs():
+    """F6: with 3 epochs, whole-epoch rounding switched after 67% of training; the step count gives 80%."""
+    from helpers.longtail_types import drw_start_step
+
+    assert drw_start(3) == 2 and drw_start_step(3, 10) == 24
+    assert drw_start_step(200, 97) == 160 * 97  # Cao et al.: the first step of epoch 160
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        drw_start_step(3, 0)
+    runs = []
+    run_experiment(blob_tensors(), mlp, methods=["ce_drw"], seeds=[0], imbalance_ratio=10,
+                   config=replace_epochs(TINY, 3), val_per_class=10, runs=runs, show_progress=False)  # fmt: skip
+    assert abs(runs[0].extra["drw_fraction"] - 0.8) < 0.05
+    assert len(runs[0].history["train_ce"]) == 3  # plain CE recorded for every method
+
+
+def replace_epochs(config, epochs):
+    from dataclasses import replace
+
+    return replace(config, epochs=epochs)
+
+
+def test_cb_focal_sigmoid_keeps_its_last_bias_out_of_weight_decay():
+    from helpers.train import make_optimizer
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    cfg = TrainConfig(epochs=1, weight_decay=0.1, decay_last_bias=False)
+    groups = make_optimizer(model, cfg).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and groups[1]["params"][0] is model[2].bias
+    assert METHODS["cb_focal_sigmoid"].decay_last_bias is False and METHODS["ce"].decay_last_bias is True
