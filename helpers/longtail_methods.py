@@ -29,6 +29,7 @@ from helpers.decoupling import (
     classifier_retraining,
     crossfit_tau_logits,
     last_linear,
+    norm_count_correlation,
     penultimate_features,
     tau_normalized_logits,
 )
@@ -115,6 +116,8 @@ class Method:
         posthoc_of: name of the method whose trained model this one re-uses (no backbone training
             of its own); ``posthoc`` computes its logits.
         posthoc: see :data:`Posthoc`.
+        softmax_probabilities: the softmax of the logits is the model's probability (False for a
+            model trained with per-class sigmoids: its ECE and NLL are not reported).
         decay_last_bias: False exempts the last layer's bias from weight decay (Cui et al.'s
             sigmoid/focal setting).
         logit_scale: factor applied to the model's outputs before scoring, so that probabilities
@@ -134,6 +137,7 @@ class Method:
     posthoc: Posthoc | None = None
     logit_scale: float = 1.0
     decay_last_bias: bool = True
+    softmax_probabilities: bool = True
 
 
 def _ce(counts, start, device):
@@ -158,7 +162,7 @@ def _crt(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
     )
     with torch.no_grad():
         test, val = head(inp.features("test")), head(inp.features("val"))
-    return test.float().cpu(), val.float().cpu(), {}
+    return test.float().cpu(), val.float().cpu(), {"norm_spearman": norm_count_correlation(head.weight, inp.counts)}
 
 
 def _tau_norm(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -169,7 +173,8 @@ def _tau_norm(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
     tau, scores = choose_tau(val_features, inp.data["y_val"], weight)
     test = scale * tau_normalized_logits(test_features, weight, tau)
     val, halves = crossfit_tau_logits(val_features, inp.data["y_val"], weight, seed=inp.seed)
-    extra = {"tau": tau, "tau_val_balanced_accuracy": scores, "tau_halves": halves}
+    extra = {"tau": tau, "tau_val_balanced_accuracy": scores, "tau_halves": halves,
+             "norm_spearman": norm_count_correlation(weight, inp.counts)}  # fmt: skip
     return test.float().cpu(), (scale * val).float().cpu(), extra
 
 
@@ -216,6 +221,7 @@ def _method_list() -> list[Method]:
             lambda c, s, d: (ClassBalancedSigmoidFocalLoss(c, beta=CB_BETA, gamma=CB_FOCAL_GAMMA), None),
             init_model=lambda model, counts: init_prior_bias(model),
             decay_last_bias=False,
+            softmax_probabilities=False,
         ),
         Method(
             "ldam",
@@ -261,7 +267,8 @@ def _method_list() -> list[Method]:
         ),
         Method(
             "crt",
-            "cross-entropy model, classifier re-trained on frozen features with class-balanced sampling (cRT)",
+            "cross-entropy model, classifier re-trained on frozen features with class-balanced sampling "
+            "(cRT; Kang et al.'s SGD recipe and class-aware epoch length)",
             "kang2020decoupling",
             _ce,
             posthoc_of="ce",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import torch
 
+from helpers.longtail_methods import display_name
 from helpers.longtail_tables import paired_stats
 from helpers.longtail_types import RunRecord
 
@@ -36,13 +37,13 @@ def plot_per_class_recall(ax, runs: Sequence[RunRecord], methods: Sequence[str],
     order = sorted(range(len(counts)), key=lambda c: -counts[c])
     for method in methods:
         recall = _mean_over_seeds(runs, method, per_class_recall_of)
-        ax.plot(range(len(order)), 100 * recall[order], marker="o", label=method)
-    ax.set_xticks(range(len(order)), [f"{c}\n({counts[c]})" for c in order], fontsize=8)
+        ax.plot(range(len(order)), 100 * recall[order], marker="o", label=display_name(method))
+    ax.set_xticks(range(len(order)), [f"{c}\n({counts[c]})" for c in order], fontsize=10)
     ax.set_xlabel("class (training examples), head to tail")
     ax.set_ylabel("test recall (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
 
 
 def plot_confusion(ax, run: RunRecord, class_names: Sequence[str] | None = None, title: str = "") -> None:
@@ -53,11 +54,11 @@ def plot_confusion(ax, run: RunRecord, class_names: Sequence[str] | None = None,
     cm = 100 * cm / cm.sum(1, keepdim=True).clamp(min=1)
     image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=100)
     names = list(class_names) if class_names is not None else [str(c) for c in range(cm.shape[0])]
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=10)
+    ax.set_yticks(range(len(names)), names, fontsize=10)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title or f"{run.method} (seed {run.seed})")
+    ax.set_title(title or f"{display_name(run.method)} (seed pair {run.seed})")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             if cm[i, j] >= 1:
@@ -79,11 +80,11 @@ def plot_curves(axes, runs: Sequence[RunRecord], methods: Sequence[str],
     for ax, key in zip(axes, keys, strict=True):
         for method in methods:
             curve = _mean_over_seeds(runs, method, lambda r, k=key: torch.tensor(r.history[k]))
-            ax.plot(range(1, len(curve) + 1), curve, marker=".", label=method)
+            ax.plot(range(1, len(curve) + 1), curve, marker=".", label=display_name(method))
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(key, key))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
 
 
 def reliability(run: RunRecord, n_bins: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -99,18 +100,22 @@ def reliability(run: RunRecord, n_bins: int = 10) -> tuple[torch.Tensor, torch.T
 
 
 def plot_reliability(ax, runs: Sequence[RunRecord], methods: Sequence[str], seed: int = 0, n_bins: int = 10) -> None:
-    """Reliability diagram (accuracy against confidence, test set) for one seed (pair) of each method."""
+    """Reliability diagram (accuracy against confidence, test set) of ONE seed pair (``seed``) of each method.
+
+    The ECE in the legend is computed from the plotted bins: the count-weighted mean of
+    ``|accuracy - confidence|`` over the ``n_bins`` equal-width bins of the same run.
+    """
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
     for method in methods:
         run = next(r for r in runs if r.method == method and r.seed == seed)
         conf, acc, size = reliability(run, n_bins)
         keep = size > 0
-        ece = run.metrics["ece"]
-        ax.plot(conf[keep], acc[keep], marker="o", label=f"{method} (ECE {100 * ece:.1f}%)")
+        ece = float(((acc - conf).abs()[keep] * size[keep]).sum() / size.sum())
+        ax.plot(conf[keep], acc[keep], marker="o", label=f"{display_name(method)} (ECE {100 * ece:.1f}%)")
     ax.set_xlabel("confidence of the predicted class")
     ax.set_ylabel("accuracy in the confidence bin")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
 
 
 def plot_paired_differences(
@@ -130,10 +135,10 @@ def plot_paired_differences(
     ax.errorbar(mean, list(y), xerr=[mean - low, high - mean], fmt="o", capsize=3,
                 label=f"mean difference, {int(round(100 * level))}% t-interval over seed pairs")  # fmt: skip
     ax.axvline(0, color="grey", linestyle=":", lw=1)
-    ax.set_yticks(list(y), list(stats.index))
+    ax.set_yticks(list(y), [display_name(m) for m in stats.index])
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric.replace('_', ' ')} minus {baseline}'s (percentage points, test set)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     return stats

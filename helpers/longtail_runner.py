@@ -127,6 +127,9 @@ def _record(
     if finite:
         metrics = classification_report(test_logits, y_test, counts)
         metrics.update({f"val_{k}": v for k, v in classification_report(val_logits, y_val, counts).items()})
+        if method in METHODS and not METHODS[method].softmax_probabilities:
+            # a sigmoid-trained model: softmax(logits) are not its probabilities, so no calibration numbers
+            metrics.update({k: math.nan for k in ("ece", "nll", "val_ece", "val_nll")})
     else:  # a diverged model: its scores are undefined, not zero
         keys = classification_report(torch.eye(len(counts)), torch.arange(len(counts)), counts)
         metrics = {k: math.nan for k in keys} | {f"val_{k}": math.nan for k in keys}
@@ -193,6 +196,7 @@ def _row(rec: RunRecord, name: str, profile: str, imbalance_ratio: float, epochs
         "seed": rec.seed, "data_seed": rec.data_seed, "epochs": epochs, **rec.metrics, "seconds": rec.seconds,
         "posthoc_seconds": rec.extra.get("posthoc_seconds", 0.0), "images_per_second": rec.images_per_second,
         "diverged": rec.diverged, "tau": float(rec.extra.get("tau", math.nan)),
+        "norm_spearman": float(rec.extra.get("norm_spearman", math.nan)),
     }  # fmt: skip
 
 
@@ -260,7 +264,8 @@ def run_experiment(
         ``dataset, profile, imbalance_ratio, method, seed, data_seed, epochs``, the test metrics
         (:data:`METRICS`, with ``head_recall``/``tail_recall`` aliases), their ``val_`` versions,
         ``seconds`` (backbone training; 0 for derived methods), ``posthoc_seconds``,
-        ``images_per_second``, ``diverged`` and ``tau`` (the post-hoc knob, NaN if none).
+        ``images_per_second``, ``diverged``, ``tau`` (the post-hoc knob, NaN if none) and
+        ``norm_spearman`` (decoupled methods: Spearman correlation of classifier norms and class counts).
 
     Raises:
         ValueError / TypeError: on unknown methods or datasets, bad seeds, or malformed tensors;

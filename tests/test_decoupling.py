@@ -124,3 +124,37 @@ def test_crossfit_checks_shapes():
 
     with pytest.raises(ValueError, match="val_labels"):
         crossfit_tau_logits(torch.randn(4, 3), torch.zeros(3, dtype=torch.long), torch.randn(2, 3))
+
+
+def test_crt_counts_epochs_as_kangs_class_aware_sampler():
+    """10 class-aware epochs of C * max_count draws become ceil(10 * C * max_count / N) passes of N draws."""
+    from helpers import decoupling
+
+    seen = []
+    original = decoupling.train
+
+    def spy(head, loss, x, y, cfg, **kw):
+        seen.append(cfg)
+        return original(head, loss, x, y, cfg, **kw)
+
+    labels = torch.tensor([0] * 40 + [1] * 8 + [2] * 2)
+    feats = torch.randn(50, 4)
+    try:
+        decoupling.train = spy
+        classifier_retraining(feats, labels, 3)
+        classifier_retraining(feats, labels, 3, class_aware_epochs=False)
+    finally:
+        decoupling.train = original
+    assert seen[0].epochs == 24 and seen[1].epochs == 10  # ceil(10 * 3 * 40 / 50)
+    assert (seen[0].optimizer, seen[0].lr, seen[0].batch_size, seen[0].schedule) == ("sgd", 0.2, 512, "cosine")
+
+
+def test_norm_count_correlation_reads_head_heavy_norms():
+    from helpers.decoupling import norm_count_correlation
+
+    weight = torch.randn(5, 3)
+    weight = weight / weight.norm(dim=1, keepdim=True) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])[:, None]
+    assert norm_count_correlation(weight, [500, 200, 80, 30, 10]) == pytest.approx(1.0)
+    assert norm_count_correlation(weight, [10, 30, 80, 200, 500]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        norm_count_correlation(weight, [1, 2])
