@@ -190,7 +190,8 @@ def _method_list() -> list[Method]:
         ),
         Method(
             "ce_cb",
-            f"cross-entropy, class-balanced weights (beta={CB_BETA}): Cui et al.'s softmax CB re-weighting (CB RW)",
+            f"cross-entropy, class-balanced weights (beta={CB_BETA}), weighted mean over the batch as in "
+            "Cao et al.'s CB RW (Cui et al.'s code divides by the batch size instead)",
             "cui2019classbalanced",
             lambda c, s, d: (nn.CrossEntropyLoss(weight=cb(c)), None),
         ),

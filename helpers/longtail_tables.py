@@ -204,10 +204,11 @@ def paired_table(
 
     pct = f"{int(round(level * 100))}% CI"
     out = pd.DataFrame(index=stats.index)
-    out[f"{metric} (test)"] = [spread(a, b) for a, b in zip(stats["mean"], stats["std"], strict=True)]
+    name = metric.replace("_", " ")
+    out[f"{name} (test)"] = [spread(a, b) for a, b in zip(stats["mean"], stats["std"], strict=True)]
     out[f"vs {baseline}, {pct}"] = [interval(*v) for v in stats[["diff", "diff_low", "diff_high"]].to_numpy()]
     out["verdict"] = stats["verdict"]
-    out[f"val {metric}"] = [spread(a, b) for a, b in zip(stats["val_mean"], stats["val_std"], strict=True)]
+    out[f"val {name}"] = [spread(a, b) for a, b in zip(stats["val_mean"], stats["val_std"], strict=True)]
     out["val: possibly best"] = ["yes" if t else "" for t in stats["val_tied_best"]]
     if {"many_recall", "medium_recall", "few_recall"} <= set(stats.columns):
         out["many / medium / few recall (test)"] = [
