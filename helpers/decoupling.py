@@ -69,9 +69,10 @@ CRT_ADAMW_CONFIG = TrainConfig(
 CRT_DIFFERENCES = (
     "features computed once by the frozen network, without augmentation (Kang et al. re-run the frozen "
     "backbone on augmented images; the MNIST runs use no augmentation, so there it changes nothing)",
-    "class-balanced draws with replacement (each class 1/C, then a uniform example of it) instead of Kang "
-    "et al.'s round-robin ClassAwareSampler; the number of draws per epoch is theirs (C x largest class)",
-    "the new linear layer starts from PyTorch's default initialisation",
+    "class-balanced draws with replacement (each draw: a class with probability 1/C, then a uniform example "
+    "of it) instead of Kang et al.'s ClassAwareSampler, which cycles over the classes in shuffled order and "
+    "takes 4 consecutive images of a class per visit; the number of draws per epoch is theirs (C x largest "
+    "class)",
 )
 
 
