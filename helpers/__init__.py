@@ -24,7 +24,12 @@ One concept per module:
 * :mod:`helpers.train` -- the in-memory trainer and its throughput comparison.
 * :mod:`helpers.longtail_types` -- the types a long-tailed experiment passes around (dataset spec, run record).
 * :mod:`helpers.results_store` -- a results file that records each run atomically and resumes.
-* :mod:`helpers.experiments` -- the methods, the dataset registry, ``run_experiment``, paired tables and the CLI.
+* :mod:`helpers.longtail_methods` -- the registry of long-tail methods (loss, sampling, head, post-hoc step).
+* :mod:`helpers.longtail_data` -- the MNIST-LT recipes and spec, the dataset registry, user tensors made long-tailed.
+* :mod:`helpers.longtail_runner` -- ``run_experiment``: every method on every seed pair, one row per run.
+* :mod:`helpers.longtail_tables` -- paired differences against a baseline, the possibly-best set, summaries.
+* :mod:`helpers.longtail_plots` -- per-class recall, confusion, curves, reliability and paired-difference figures.
+* :mod:`helpers.experiments` -- the command line ``python -m helpers.experiments`` (results files, resume).
 * :mod:`helpers.cifar` -- CIFAR-10/100-LT: ResNet-32, FastNet, batch augmentation, protocols, published numbers
   (chapter 5).
 * :mod:`helpers.reproduction` -- the CIFAR-LT reproduction pipeline's job matrix, merged results file and its

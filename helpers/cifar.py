@@ -13,7 +13,7 @@ This module holds what chapter 5 needs beyond the imbalance toolkit:
   on the compute device (no PIL, no per-sample Python);
 * :data:`PROTOCOLS` (``paper``, ``gpu-fast``, ``cpu``, ``quick``) and :func:`cifar10_spec` /
   :func:`cifar100_spec`, the CIFAR entries of the experiments registry
-  (:data:`helpers.experiments.DATASETS`): one code path for both, which differ only in the loader
+  (:data:`helpers.longtail_data.DATASETS`): one code path for both, which differ only in the loader
   (:func:`helpers.datasets.load_cifar10` / :func:`~helpers.datasets.load_cifar100`), the number of
   classes and the validation size;
 * :data:`PUBLISHED_ERRORS`, the published CIFAR-10-LT top-1 errors typed in with their sources;
@@ -24,7 +24,7 @@ This module holds what chapter 5 needs beyond the imbalance toolkit:
   ``python -m helpers.experiments``.
 
 This module depends on :mod:`helpers.longtail_types` for :class:`~helpers.longtail_types.DatasetSpec`;
-:mod:`helpers.experiments` imports this module, never the other way round.
+:mod:`helpers.longtail_data` imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -733,9 +733,16 @@ def local_md5_lists(root: str | Path) -> dict[str, object]:
 #: Keys: (source, method, profile, imbalance ratio). Sources:
 #:
 #: * ``cao2019ldam``: Cao et al. 2019, Table 2 ("top-1 validation errors" of ResNet-32 on imbalanced
-#:   CIFAR-10; the paper evaluates on the balanced test set, one run). The ERM, focal and
-#:   class-balanced rows there are the numbers of Cui et al. 2019 (their Table 2) for the
-#:   long-tailed profile. Columns: exp 100, exp 10, step 100, step 10.
+#:   CIFAR-10; evaluated on the balanced test set, one run). Cao et al.'s released code
+#:   (``cifar_train.py``) reports the best test accuracy over the 200 epochs
+#:   (``best_acc1 = max(acc1, best_acc1)`` on the test loader): test-set early stopping, which
+#:   favours the published errors over a last-epoch number. Cui et al.'s code builds only the
+#:   exponential profile and has no resampling, so the step-profile columns and the CB RS row are not
+#:   Cui et al.'s runs. Cao et al.'s released code builds a resampling sampler for ``Resample`` but
+#:   never passes it to the ``DataLoader``; ``cb_resample`` implements the paper's description. CB RW
+#:   there, like ``ce_cb`` here, divides the weighted loss by the batch's total weight (PyTorch's
+#:   ``weight=``); Cui et al.'s TensorFlow code divides by the batch size. Columns: exp 100, exp 10,
+#:   step 100, step 10.
 #: * ``menon2021logitadjustment``: Menon et al. 2021, Table 2 (balanced error on the test set,
 #:   CIFAR-10-LT at imbalance 100, mean of 5 runs; their ResNet-32 training differs from Cao et al.'s,
 #:   hence a different ERM number).
@@ -790,12 +797,14 @@ PUBLISHED_METHOD_KEYS: dict[str, str | None] = {
 #: How the papers' protocol differs from each of ours, for the notebook's table caption.
 PROTOCOL_DIFFERENCES = (
     "The papers train ResNet-32 for 200 epochs (Cao et al.) on the CIFAR-10-LT of n_max = 5000 and report "
-    "single runs (Cao, Cui) or 5-run means (Menon) chosen without a separate validation set. Here n_max = 4900 "
-    "so that 100 left-out images per class form a balanced validation set (tail classes 49 instead of 50 "
-    "images at imbalance 100); hyperparameters are the papers' defaults, not tuned on the test set; and the "
-    "cpu and gpu-fast protocols use FastNet and far fewer epochs, so their absolute errors are not comparable "
-    "to the papers'; differences between methods are comparable only loosely, and only where their intervals "
-    "are narrow enough to say anything."
+    "single runs (Cao, Cui) or 5-run means (Menon), without a separate validation set; Cao et al.'s released "
+    "code reports the best test accuracy over the 200 epochs, a test-set early stopping that favours the "
+    "published errors. Here n_max = 4900 so that 100 left-out images per class form a balanced validation "
+    "set (tail classes 49 instead of 50 images at imbalance 100); hyperparameters are the papers' defaults, "
+    "not tuned on the test set, and the last epoch's model is scored; and the cpu and gpu-fast protocols use "
+    "FastNet and far fewer epochs, so their absolute errors are not comparable to the papers'; differences "
+    "between methods are comparable only loosely, and only where their intervals are narrow enough to say "
+    "anything."
 )
 
 

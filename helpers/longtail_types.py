@@ -1,14 +1,16 @@
 """The types a long-tailed experiment passes around: what a dataset contributes, and what a run returns.
 
-They live here, below both :mod:`helpers.experiments` (the runner and the CLI) and
+They live here, below both :mod:`helpers.longtail_data` (the dataset registry) and
 :mod:`helpers.cifar` (the CIFAR-LT dataset builders), so that the dependency runs one way:
-``longtail_types <- cifar <- experiments``. Neither module needs a run-time import of the other.
+``longtail_types <- cifar <- longtail_data``. Neither module needs a run-time import of the other.
 
 * :class:`DatasetSpec` -- a long-tailed training set, its balanced validation set, the balanced
   test set, the model factory and the training recipe of one dataset (one data seed);
 * :class:`RunRecord` -- the raw result of one run (one method, one training seed, one data seed):
   metrics, per-epoch curves and the test logits, for plots and paired comparisons;
-* :func:`drw_start` -- the epoch where deferred re-weighting starts (80% of training, Cao et al.).
+* :func:`drw_start` -- the epoch where deferred re-weighting starts (80% of training, Cao et al.), and
+  :func:`drw_start_step`, the optimizer step where it starts (the runner switches at a step, so the
+  switch is at 80% of the steps even when a run has only a few epochs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def drw_start(epochs: int) -> int:
     return min(epochs - 1, int(round(DRW_FRACTION * epochs)))
 
 
+def drw_start_step(epochs: int, steps_per_epoch: int) -> int:
+    """Optimizer step (from 0) where DRW starts: ``round(0.8 * epochs * steps_per_epoch)``.
+
+    With 200 epochs this is the first step of epoch 160, as in Cao et al.; with 3 epochs it is 80%
+    of the steps, where :func:`drw_start` (whole epochs) would give 67%.
+    """
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    total = epochs * steps_per_epoch
+    return min(total - 1, int(round(DRW_FRACTION * total)))
+
+
 @dataclass
 class DatasetSpec:
     """Everything a dataset contributes to an experiment, for one data seed.
@@ -46,10 +61,11 @@ class DatasetSpec:
         model_factory: builds a fresh, untrained model.
         config: the training recipe (seed is replaced per run).
         transform: maps a uint8 batch to a normalised float batch on the device; None means
-            :func:`helpers.experiments.run_experiment` normalises the whole set once with
+            :func:`helpers.longtail_runner.run_experiment` normalises the whole set once with
             :meth:`ImageSet.normalized`.
         augment: batch augmentation ``(batch, generator) -> batch`` or None.
-        drw_start_epoch: first epoch (from 0) of deferred re-weighting.
+        drw_start_epoch: first epoch (from 0) of deferred re-weighting in whole epochs (reported;
+            :mod:`helpers.longtail_runner` switches at :func:`drw_start_step` instead).
         description: one line describing the setting.
     """
 
@@ -72,7 +88,7 @@ class RunRecord:
     Attributes:
         method: registry name of the method.
         seed: training seed (initialisation, batch order, resampling, augmentation).
-        metrics: test metrics (:data:`helpers.experiments.METRICS`), plus ``val_*`` versions on the
+        metrics: test metrics (:data:`helpers.longtail_runner.METRICS`), plus ``val_*`` versions on the
             validation set.
         history: per-epoch curves from :func:`helpers.train.train` (a post-hoc method carries its
             base model's).
@@ -106,4 +122,4 @@ class RunRecord:
         return (self.seed, self.data_seed)
 
 
-__all__ = ["DRW_FRACTION", "DatasetSpec", "RunRecord", "drw_start"]
+__all__ = ["DRW_FRACTION", "DatasetSpec", "RunRecord", "drw_start", "drw_start_step"]

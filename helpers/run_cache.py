@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from helpers.experiments import CB_BETA, LDAM_SCALE
+from helpers.longtail_methods import CB_BETA, LDAM_SCALE
 from helpers.longtail_types import DatasetSpec
 from helpers.losses import DeferredReweighting, FocalLoss, LDAMLoss, LogitAdjustedLoss, class_balanced_weights
 from helpers.metrics import balanced_accuracy
@@ -108,7 +108,7 @@ def build_setting(kind: str, value: float | int | None, model_factory: Callable[
         cb_beta: ``beta`` of DRW's class-balanced weights.
         ldam_scale: LDAM's scale ``s`` of the cosine logits; LDAM also replaces the model's last
             linear layer by a cosine classifier (:func:`helpers.models.use_normed_head`), as in
-            :mod:`helpers.experiments`.
+            :mod:`helpers.longtail_methods`.
         device: where the loss (and DRW's weights) will live (default: the CPU).
     """
     _check_value(kind, value)

@@ -272,11 +272,11 @@ def test_cifar10_spec_on_fixture(cifar_fixture):
 
 
 def test_registry_entry_reaches_this_module(cifar_fixture):
-    from helpers import experiments
+    from helpers import longtail_data as lt_data
 
-    spec = experiments.DATASETS["cifar10"](imbalance_ratio=100, profile="step", seed=1, protocol="quick", device="cpu")
+    spec = lt_data.DATASETS["cifar10"](imbalance_ratio=100, profile="step", seed=1, protocol="quick", device="cpu")
     assert spec.counts == [100] * 5 + [1] * 5
-    assert experiments.DATASETS["cifar10"](imbalance_ratio=10, protocol="quick", device="cpu", n_max=50).counts[0] == 50
+    assert lt_data.DATASETS["cifar10"](imbalance_ratio=10, protocol="quick", device="cpu", n_max=50).counts[0] == 50
 
 
 def test_cli_writes_cifar10_json_with_protocol_and_provenance(cifar_fixture, tmp_path):

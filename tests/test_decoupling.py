@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import experiments
+from helpers import longtail_runner as lt_runner
 from helpers.decoupling import (
     TAU_GRID,
     choose_tau,
@@ -79,7 +79,7 @@ def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
 
     trained = count_trainings(monkeypatch)
     runs = []
-    table = experiments.run_experiment(
+    table = lt_runner.run_experiment(
         blob_tensors(), mlp, methods=["crt", "tau_norm", "posthoc_la"], seeds=[0, 1], imbalance_ratio=10,
         config=TINY, val_per_class=10, runs=runs, show_progress=False,
     )  # fmt: skip
@@ -91,3 +91,70 @@ def test_decoupled_methods_reuse_one_cross_entropy_model_per_pair(monkeypatch):
     assert taus.loc["crt"].isna().all() and (table.loc[table.method == "crt", "posthoc_seconds"] > 0).all()
     tau_run = next(r for r in runs if r.method == "tau_norm")
     assert tau_run.extra["tau"] in TAU_GRID and len(tau_run.extra["tau_val_balanced_accuracy"]) == len(TAU_GRID)
+
+
+def test_crossfitted_tau_score_is_not_optimistic_where_the_in_sample_score_is():
+    """Features carry no information about the labels: every tau has expected balanced accuracy 1/C.
+
+    Choosing tau on the validation set and scoring the same set is biased upwards (the maximum of 21
+    noisy scores); the cross-fitted score (choose on one half, score the other, swap) is not.
+    """
+    from helpers.decoupling import crossfit_tau_logits
+
+    g = torch.Generator().manual_seed(0)
+    classes, per_class, reps = 5, 20, 150
+    in_sample, crossfit = [], []
+    for rep in range(reps):
+        weight = torch.randn(classes, 8, generator=g) * torch.linspace(0.2, 3.0, classes)[:, None]
+        feats = torch.randn(classes * per_class, 8, generator=g).abs()
+        labels = torch.arange(classes).repeat_interleave(per_class)
+        tau, scores = choose_tau(feats, labels, weight)
+        in_sample.append(scores[tau])
+        logits, taus = crossfit_tau_logits(feats, labels, weight, seed=rep)
+        assert all(t in TAU_GRID for t in taus) and logits.shape == (len(labels), classes)
+        crossfit.append(balanced_accuracy(logits, labels))
+    chance, se = 1 / classes, torch.tensor(crossfit).std().item() / reps**0.5
+    se_in = torch.tensor(in_sample).std().item() / reps**0.5
+    assert sum(in_sample) / reps > chance + 5 * se_in  # optimistic, far beyond Monte-Carlo error
+    assert abs(sum(crossfit) / reps - chance) < 3 * se + 0.005  # unbiased within Monte-Carlo error
+
+
+def test_crossfit_checks_shapes():
+    from helpers.decoupling import crossfit_tau_logits
+
+    with pytest.raises(ValueError, match="val_labels"):
+        crossfit_tau_logits(torch.randn(4, 3), torch.zeros(3, dtype=torch.long), torch.randn(2, 3))
+
+
+def test_crt_counts_epochs_as_kangs_class_aware_sampler():
+    """10 class-aware epochs of C * max_count draws become ceil(10 * C * max_count / N) passes of N draws."""
+    from helpers import decoupling
+
+    seen = []
+    original = decoupling.train
+
+    def spy(head, loss, x, y, cfg, **kw):
+        seen.append(cfg)
+        return original(head, loss, x, y, cfg, **kw)
+
+    labels = torch.tensor([0] * 40 + [1] * 8 + [2] * 2)
+    feats = torch.randn(50, 4)
+    try:
+        decoupling.train = spy
+        classifier_retraining(feats, labels, 3)
+        classifier_retraining(feats, labels, 3, class_aware_epochs=False)
+    finally:
+        decoupling.train = original
+    assert seen[0].epochs == 24 and seen[1].epochs == 10  # ceil(10 * 3 * 40 / 50)
+    assert (seen[0].optimizer, seen[0].lr, seen[0].batch_size, seen[0].schedule) == ("sgd", 0.2, 512, "cosine")
+
+
+def test_norm_count_correlation_reads_head_heavy_norms():
+    from helpers.decoupling import norm_count_correlation
+
+    weight = torch.randn(5, 3)
+    weight = weight / weight.norm(dim=1, keepdim=True) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])[:, None]
+    assert norm_count_correlation(weight, [500, 200, 80, 30, 10]) == pytest.approx(1.0)
+    assert norm_count_correlation(weight, [10, 30, 80, 200, 500]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        norm_count_correlation(weight, [1, 2])

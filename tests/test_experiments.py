@@ -1,4 +1,4 @@
-"""Unit tests for helpers.experiments: methods registry, runner on user tensors, and the CLI (tiny data)."""
+"""Unit tests for the long-tail modules: methods registry, runner on user tensors, tables and the CLI (tiny data)."""
 
 import json
 import math
@@ -8,21 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import experiments
+from helpers import longtail_data as lt_data
+from helpers import longtail_runner as lt_runner
+from helpers import longtail_tables as lt_tables
 from helpers.datasets import ImageSet
-from helpers.experiments import (
-    DATASETS,
-    METHODS,
-    METRICS,
-    DatasetSpec,
-    build_parser,
-    check_methods,
-    drw_start,
-    main,
-    run_experiment,
-    summarize,
-)
+from helpers.experiments import build_parser, main
 from helpers.imbalance import long_tailed_counts
+from helpers.longtail_data import DATASETS
+from helpers.longtail_methods import METHODS, check_methods
+from helpers.longtail_runner import METRICS, run_experiment
+from helpers.longtail_tables import summarize
+from helpers.longtail_types import DatasetSpec, drw_start
 from helpers.train import TrainConfig
 
 EXPECTED_METHODS = {
@@ -203,20 +199,25 @@ def test_cli_help_documents_every_flag(capsys):
         assert name in text
 
 
-def test_dependency_runs_one_way_cifar_never_imports_experiments():
-    """helpers.cifar builds DatasetSpec from helpers.longtail_types; only experiments imports cifar."""
+def test_dependency_runs_one_way_from_the_registry_up_to_the_command_line():
+    """Each long-tail module imports only the ones below it; cifar and the types import none of them."""
     import ast
+    import importlib
     import inspect
 
     from helpers import cifar, longtail_types
 
+    order = ["longtail_methods", "longtail_data", "longtail_runner", "longtail_tables", "longtail_plots", "experiments"]
     assert {"mnist", "cifar10", "cifar100"} <= set(DATASETS)
-    for module in (cifar, longtail_types):
+    for level, name in enumerate(["cifar", "longtail_types", *order]):
+        module = importlib.import_module(f"helpers.{name}")
         tree = ast.parse(inspect.getsource(module))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert "helpers.experiments" not in imported and "importlib" not in imported, module.__name__
-    assert experiments.DatasetSpec is longtail_types.DatasetSpec is cifar.DatasetSpec
+        above = order if level < 2 else order[level - 1 :]
+        assert not imported & {f"helpers.{m}" for m in above}, (name, imported)
+        assert "importlib" not in imported, name
+    assert DatasetSpec is longtail_types.DatasetSpec is cifar.DatasetSpec
 
 
 def test_each_seed_draws_its_own_data_unless_the_data_seed_is_fixed():
@@ -233,9 +234,9 @@ def test_each_seed_draws_its_own_data_unless_the_data_seed_is_fixed():
     # The validation split is balanced and drawn per data seed.
     val0, val1 = paired_runs[0].extra["val_logits"], paired_runs[1].extra["val_logits"]
     assert val0.shape == val1.shape == (30, 3)
-    _, counts = experiments.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
-    parts0, _ = experiments.tensors_spec(data, 10, "exp", seed=0, val_per_class=10)
-    parts1, _ = experiments.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
+    _, counts = lt_data.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
+    parts0, _ = lt_data.tensors_spec(data, 10, "exp", seed=0, val_per_class=10)
+    parts1, _ = lt_data.tensors_spec(data, 10, "exp", seed=1, val_per_class=10)
     assert torch.bincount(parts1["y_val"]).tolist() == [10, 10, 10]
     assert not torch.equal(parts0["x_val"], parts1["x_val"]) and not torch.equal(parts0["x_train"], parts1["x_train"])
     with pytest.raises(ValueError, match="data_seed"):
@@ -263,7 +264,7 @@ def test_paired_table_uses_paired_t_intervals_and_computed_verdicts():
         "better": [c + d for c, d in zip(ce, [0.05, 0.06, 0.04, 0.05], strict=True)],  # consistent gain: paired CI > 0
         "noisy": [c + d for c, d in zip(ce, [0.05, -0.06, 0.04, -0.03], strict=True)],
     })
-    stats = experiments.paired_stats(table, quick=False)
+    stats = lt_tables.paired_stats(table, quick=False)
     expected = paired_difference(table[table.method == "better"]["balanced_accuracy"], ce)
     assert stats.loc["better", "diff"] == pytest.approx(expected.mean)
     low_high = (stats.loc["better", "diff_low"], stats.loc["better", "diff_high"])
@@ -272,40 +273,40 @@ def test_paired_table_uses_paired_t_intervals_and_computed_verdicts():
     assert stats.loc["ce", "verdict"] == "baseline" and stats.loc["better", "n_pairs"] == 4
     # The unpaired spreads overlap although the paired interval excludes zero: pairing is the point.
     assert stats.loc["better", "mean"] - stats.loc["better", "std"] < stats.loc["ce", "mean"] + stats.loc["ce", "std"]
-    assert experiments.paired_stats(table, quick=True).loc["better", "verdict"] == QUICK_VERDICT
-    shown = experiments.paired_table(table, quick=False)
+    assert lt_tables.paired_stats(table, quick=True).loc["better", "verdict"] == QUICK_VERDICT
+    shown = lt_tables.paired_table(table, quick=False)
     assert shown.loc["better", "vs ce, 95% CI"].startswith("+5.0 [") and shown.loc["better", "verdict"] == "improves"
     assert shown.loc["ce", "many / medium / few recall (test)"].startswith("90.0 / 50.0 / ")
     with pytest.raises(ValueError, match="baseline"):
-        experiments.paired_stats(table, baseline="la_loss")
+        lt_tables.paired_stats(table, baseline="la_loss")
 
 
 def test_val_best_set_names_a_winner_only_when_validation_separates_it():
     val = {"ce": [0.60, 0.70, 0.65], "a": [0.70, 0.80, 0.75], "b": [0.69, 0.81, 0.74], "c": [0.50, 0.55, 0.52]}
     table = fake_table(val)
-    assert sorted(experiments.val_best_set(table)) == ["a", "b"]  # a and b cannot be told apart on validation
-    stats = experiments.paired_stats(table, quick=False)
+    assert sorted(lt_tables.val_best_set(table)) == ["a", "b"]  # a and b cannot be told apart on validation
+    stats = lt_tables.paired_stats(table, quick=False)
     assert stats["val_tied_best"].to_dict() == {"ce": False, "a": True, "b": True, "c": False}
     one_pair = fake_table({m: v[:1] for m, v in val.items()})
-    assert sorted(experiments.val_best_set(one_pair)) == ["a", "b", "c", "ce"]  # one pair separates nothing
-    one = experiments.paired_stats(one_pair, quick=False)
-    assert one.loc["a", "verdict"] == experiments.ONE_PAIR_VERDICT and math.isnan(one.loc["a", "diff_low"])
+    assert sorted(lt_tables.val_best_set(one_pair)) == ["a", "b", "c", "ce"]  # one pair separates nothing
+    one = lt_tables.paired_stats(one_pair, quick=False)
+    assert one.loc["a", "verdict"] == lt_tables.ONE_PAIR_VERDICT and math.isnan(one.loc["a", "diff_low"])
     diverged = fake_table({**val, "d": [0.99, math.nan, 0.99]})
-    assert "d" not in experiments.val_best_set(diverged)
-    assert experiments.paired_stats(diverged, quick=False).loc["d", "n_pairs"] == 2
+    assert "d" not in lt_tables.val_best_set(diverged)
+    assert lt_tables.paired_stats(diverged, quick=False).loc["d", "n_pairs"] == 2
 
 
 # ------------------------------------------------------------------------- results are never lost
 def count_trainings(monkeypatch) -> list[tuple[str, int]]:
     """A list that fills with (method, seed) of every model run_experiment trains from now on."""
     trained = []
-    original = experiments._train_one
+    original = lt_runner._train_one
 
     def counting(method, seed, pair, device):
         trained.append((method.name, seed))
         return original(method, seed, pair, device)
 
-    monkeypatch.setattr(experiments, "_train_one", counting)
+    monkeypatch.setattr(lt_runner, "_train_one", counting)
     return trained
 
 
@@ -396,11 +397,56 @@ def test_every_bad_argument_gets_a_usage_error(tiny_dataset, tmp_path, capsys, a
 
 
 def test_mnist_sgd_recipes_for_the_instability_study():
-    adamw, sgd, warm = (experiments.mnist_config(4, recipe=r) for r in experiments.MNIST_RECIPES)
+    adamw, sgd, warm = (lt_data.mnist_config(4, recipe=r) for r in lt_data.MNIST_RECIPES)
     assert adamw.optimizer == "adamw" and adamw.warmup_epochs == 0.5
-    assert (sgd.optimizer, sgd.momentum, sgd.lr, sgd.warmup_epochs) == ("sgd", 0.9, experiments.MNIST_SGD_LR, 0.0)
+    assert (sgd.optimizer, sgd.momentum, sgd.lr, sgd.warmup_epochs) == ("sgd", 0.9, lt_data.MNIST_SGD_LR, 0.0)
     assert warm.optimizer == "sgd" and warm.warmup_epochs == 1.0
-    assert experiments.mnist_config(1, recipe="sgd_warmup").warmup_epochs == 0.5
-    assert experiments.mnist_config(4, recipe="sgd", lr=0.02, warmup_epochs=2).lr == 0.02
+    assert lt_data.mnist_config(1, recipe="sgd_warmup").warmup_epochs == 0.5
+    assert lt_data.mnist_config(4, recipe="sgd", lr=0.02, warmup_epochs=2).lr == 0.02
     with pytest.raises(ValueError, match="recipe"):
-        experiments.mnist_config(4, recipe="adam")
+        lt_data.mnist_config(4, recipe="adam")
+
+
+def test_holm_turns_a_lone_marginal_verdict_into_no_verdict_among_many():
+    ce = [0.60, 0.70, 0.65, 0.55, 0.62]
+    marginal = [c + d for c, d in zip(ce, [0.02, 0.004, 0.03, 0.006, 0.012], strict=True)]  # p = 0.04
+    others = {f"null{i}": [c + 0.01 * ((i + j) % 3 - 1) for j, c in enumerate(ce)] for i in range(6)}
+    table = fake_table({"ce": ce, "marginal": marginal, **others})
+    plain = lt_tables.paired_stats(table, quick=False, holm=False)
+    adjusted = lt_tables.paired_stats(table, quick=False)
+    assert plain.loc["marginal", "verdict"] == "improves" and plain.loc["marginal", "p_value"] < 0.05
+    assert adjusted.loc["marginal", "p_holm"] >= 0.05
+    assert adjusted.loc["marginal", "verdict"] == "cannot be told apart from (after Holm)"
+    shown = lt_tables.paired_table(table, quick=False, display_names=True)
+    assert "cross-entropy (CE)" in shown.index and "val: possibly best" in shown.columns
+
+
+def test_drw_switches_at_80_percent_of_the_steps_even_with_three_epochs():
+    """F6: with 3 epochs, whole-epoch rounding switched after 67% of training; the step count gives 80%."""
+    from helpers.longtail_types import drw_start_step
+
+    assert drw_start(3) == 2 and drw_start_step(3, 10) == 24
+    assert drw_start_step(200, 97) == 160 * 97  # Cao et al.: the first step of epoch 160
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        drw_start_step(3, 0)
+    runs = []
+    run_experiment(blob_tensors(), mlp, methods=["ce_drw"], seeds=[0], imbalance_ratio=10,
+                   config=replace_epochs(TINY, 3), val_per_class=10, runs=runs, show_progress=False)  # fmt: skip
+    assert abs(runs[0].extra["drw_fraction"] - 0.8) < 0.05
+    assert len(runs[0].history["train_ce"]) == 3  # plain CE recorded for every method
+
+
+def replace_epochs(config, epochs):
+    from dataclasses import replace
+
+    return replace(config, epochs=epochs)
+
+
+def test_cb_focal_sigmoid_keeps_its_last_bias_out_of_weight_decay():
+    from helpers.train import make_optimizer
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    cfg = TrainConfig(epochs=1, weight_decay=0.1, decay_last_bias=False)
+    groups = make_optimizer(model, cfg).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and groups[1]["params"][0] is model[2].bias
+    assert METHODS["cb_focal_sigmoid"].decay_last_bias is False and METHODS["ce"].decay_last_bias is True

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from helpers.datasets import ImageSet
-from helpers.experiments import CB_BETA
+from helpers.longtail_methods import CB_BETA
 from helpers.longtail_types import DatasetSpec
 from helpers.losses import FocalLoss, LDAMLoss, LogitAdjustedLoss
 from helpers.models import NormedLinear
