@@ -1133,7 +1133,8 @@ def _cases_ctc(g: torch.Generator) -> list[Case]:
             "gradient w.r.t. log_probs",
             {},
             (normalised, padded, inputs, lengths),
-            grad_differs="torch's gradient w.r.t. log_probs is the formula's plus exp(log_probs): "
+            grad_differs="torch's gradient w.r.t. log_probs is the formula's plus exp(log_probs) times each "
+            "sequence's incoming gradient: "
             "its backward assumes log_softmax inputs",
         )
     )
