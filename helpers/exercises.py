@@ -26,10 +26,11 @@ rounding; answers computed by hand are accepted within 0.1 % (or 5e-4 absolute).
 from __future__ import annotations
 
 import inspect
+import io
 import math
 import os
-import re
 import textwrap
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -207,10 +208,17 @@ CH1_CE_FORBIDDEN = ("cross_entropy", "CrossEntropyLoss", "nll_loss", "NLLLoss", 
 def _forbidden_names(answer: Any, names: Sequence[str]) -> list[str]:
     """The ``names`` that occur in the source of ``answer`` (none when its source cannot be read)."""
     try:
-        source = inspect.getsource(answer)
+        source = textwrap.dedent(inspect.getsource(answer))
     except (OSError, TypeError):
         return []
-    return [name for name in names if re.search(rf"\b{name}\b", source)]
+    tokens = set()
+    try:  # the source of a lambda is its whole line, which may not be complete Python
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.NAME:
+                tokens.add(token.string)
+    except (SyntaxError, tokenize.TokenError):
+        pass
+    return [name for name in names if name in tokens]  # names in code, not in comments or strings
 
 
 def _ch1_cross_entropy(answer: Callable) -> str:

@@ -167,6 +167,11 @@ def _torch_ce(x, y):
     return F.cross_entropy(x, y)
 
 
+def _ce_commented(x, y):
+    # the formula, not F.cross_entropy or log_softmax: the checker ignores names in comments
+    return (_lse(x) - x.gather(1, y[:, None]).squeeze(1)).mean()
+
+
 class _ApplyIsMSELoss:
     apply = staticmethod(F.mse_loss)
 
@@ -260,6 +265,12 @@ PLANTED = [
     ("ch8-accumulation", 12 / 3, "number of micro-batches"),
     ("ch8-accumulation", 6.5, "added the micro-batch means"),
 ] + [(ex, fn, hint[:40]) for ex, mistakes in MISTAKES.items() if ex != "ch2-function" for fn, hint in mistakes]
+
+
+def test_forbidden_names_are_read_from_code_not_comments():
+    assert check("ch1-cross-entropy", _ce_commented, quiet=True).passed
+    wrong = check("ch1-cross-entropy", lambda x, y: F.nll_loss(F.log_softmax(x, 1), y), quiet=True)
+    assert wrong.status == "wrong" and "nll_loss, log_softmax" in wrong.message
 
 
 def test_every_exercise_has_a_solution_and_two_planted_mistakes():
