@@ -84,8 +84,9 @@ class SoftmaxCrossEntropyFunction(torch.autograd.Function):
     ``torch.autograd.grad`` call happens exactly when ``create_graph=True`` was asked for; use
     :func:`composed_cross_entropy` or ``F.cross_entropy`` there. (The Function has no
     ``setup_context``, so ``torch.func`` transforms refuse it before its backward runs.)
-    ``torch.autograd.function.once_differentiable`` is not enough: it raises only when the incoming
-    gradient itself requires grad, and otherwise returns a first derivative without a graph.
+    ``torch.autograd.function.once_differentiable`` is not enough: it objects only when the incoming
+    gradient itself requires grad, and even then only later, when the returned gradient is itself
+    differentiated; otherwise it returns a first derivative without a graph.
     """
 
     @staticmethod

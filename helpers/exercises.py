@@ -25,9 +25,12 @@ rounding; answers computed by hand are accepted within 0.1 % (or 5e-4 absolute).
 
 from __future__ import annotations
 
+import inspect
+import io
 import math
 import os
 import textwrap
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +202,25 @@ MISTAKES_CH1_CE = [
 ]
 
 
+CH1_CE_FORBIDDEN = ("cross_entropy", "CrossEntropyLoss", "nll_loss", "NLLLoss", "log_softmax", "LogSoftmax")
+
+
+def _forbidden_names(answer: Any, names: Sequence[str]) -> list[str]:
+    """The ``names`` that occur in the source of ``answer`` (none when its source cannot be read)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(answer))
+    except (OSError, TypeError):
+        return []
+    tokens = set()
+    try:  # the source of a lambda is its whole line, which may not be complete Python
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.NAME:
+                tokens.add(token.string)
+    except (SyntaxError, tokenize.TokenError):
+        pass
+    return [name for name in names if name in tokens]  # names in code, not in comments or strings
+
+
 def _ch1_cross_entropy(answer: Callable) -> str:
     g = _gen()
     cases = []
@@ -209,12 +231,18 @@ def _ch1_cross_entropy(answer: Callable) -> str:
     cases.append((big, big.argmin(1)))  # the target's probability underflows to 0 in exp
     _compare(answer, _ce_ref, cases, MISTAKES_CH1_CE,
              "the value differs from F.cross_entropy: mean over the batch of logsumexp(x) - x[target].")
+    used = _forbidden_names(answer, CH1_CE_FORBIDDEN)
+    if used:
+        raise _Wrong(f"use the formula, not torch's cross-entropy: the answer calls {', '.join(used)}.")
     return "equal to F.cross_entropy on four random batches, logits of size 1000 included."
 
 
 def _kl_ref(log_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return F.kl_div(log_q, p, reduction="batchmean")
 
+
+_KL_ZERO_HINT = ("the target has zeros and p * log(p) is nan there (0 * log 0 = 0 * -inf): use "
+                 "torch.xlogy(p, p), which is 0 where p = 0, as F.kl_div does.")
 
 MISTAKES_CH1_KL = [
     (lambda lq, p: (lq.exp() * (lq - p.log())).sum() / lq.shape[0],
@@ -223,6 +251,7 @@ MISTAKES_CH1_KL = [
      "you divided by every element (reduction='mean'); KL per sample divides by the batch size only."),
     (lambda lq, p: (p * (p.log() - lq)).sum(),
      "you summed over the batch; divide by the batch size (reduction='batchmean')."),
+    (lambda lq, p: (p * p.log() - p * lq).sum() / lq.shape[0], _KL_ZERO_HINT),
 ]
 
 
@@ -230,9 +259,19 @@ def _ch1_kl(answer: Callable) -> str:
     g = _gen()
     cases = [(torch.randn(n, c, generator=g, dtype=torch.float64).log_softmax(-1),
               torch.randn(n, c, generator=g, dtype=torch.float64).softmax(-1)) for n, c in ((5, 4), (2, 7))]
-    _compare(answer, _kl_ref, cases, MISTAKES_CH1_KL,
-             "compute sum p * (log p - log q) over classes, then divide by the batch size.")
-    return "equal to F.kl_div(log_q, p, reduction='batchmean') on random distributions."
+    generic = "compute sum p * (log p - log q) over classes, then divide by the batch size."
+    _compare(answer, _kl_ref, cases, MISTAKES_CH1_KL, generic)
+    # targets with zeros: a one-hot batch, and a batch with one class of probability 0 in each row
+    one_hot = F.one_hot(torch.randint(0, 5, (4,), generator=g), 5).to(torch.float64)
+    sparse = torch.randn(3, 6, generator=g, dtype=torch.float64).softmax(-1)
+    sparse = sparse.scatter(1, torch.randint(0, 6, (3, 1), generator=g), 0.0)
+    for p in (one_hot, sparse / sparse.sum(-1, keepdim=True)):
+        log_q = torch.randn(p.shape, generator=g, dtype=torch.float64).log_softmax(-1)
+        got = _call(answer, log_q, p)
+        if isinstance(got, torch.Tensor) and not torch.isfinite(got.detach()).all():
+            raise _Wrong(_KL_ZERO_HINT)
+        _compare(answer, _kl_ref, [(log_q, p)], MISTAKES_CH1_KL, generic)
+    return "equal to F.kl_div(log_q, p, reduction='batchmean') on random distributions, one-hot ones included."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +321,15 @@ def _ch2_ce_grad(answer: Callable) -> str:
     return "equal to autograd's gradient of F.cross_entropy on three random batches."
 
 
+def _lse_shift_first(x: torch.Tensor) -> torch.Tensor:
+    c = x[..., :1]
+    return (c + (x - c).exp().sum(-1, keepdim=True).log()).squeeze(-1)
+
+
 MISTAKES_CH2_LSE = [
+    (_lse_shift_first,
+     "you shifted by another value than the maximum (the first element, the mean, ...): exp(x - c) "
+     "overflows when x - c is large; only c = max(x) keeps every exponent <= 0."),
     (lambda x: x.exp().sum(-1).log(),
      "exp overflows for large inputs: subtract the maximum before exp and add it back after the log."),
     (lambda x: (x - x.amax(-1, keepdim=True)).exp().sum(-1).log(),
@@ -296,10 +343,12 @@ def _ch2_logsumexp(answer: Callable) -> str:
     g = _gen()
     cases = [(torch.randn(4, 5, generator=g, dtype=torch.float64),),
              (torch.randn(3, 6, generator=g, dtype=torch.float64) * 50 + 1000,),
-             (torch.randn(2, 3, generator=g, dtype=torch.float64) - 1000,)]
+             (torch.randn(2, 3, generator=g, dtype=torch.float64) - 1000,),
+             # float32, a wide spread in each row: a shift by the first element or the mean overflows
+             (torch.tensor([[-1000.0, 1000.0], [0.0, 200.0]])[torch.randperm(2, generator=g)],)]
     _compare(answer, lambda x: torch.logsumexp(x, -1), cases, MISTAKES_CH2_LSE,
              "log-sum-exp along the last dimension is m + log(sum(exp(x - m))) with m the maximum.")
-    return "equal to torch.logsumexp, at inputs near +1000 and -1000 too."
+    return "equal to torch.logsumexp, at inputs near +1000 and -1000 and on float32 rows spread over 2000."
 
 
 class _MSEReference(torch.autograd.Function):
@@ -340,13 +389,17 @@ MISTAKES_CH2_FUNCTION = [
 def _ch2_function(answer: Any) -> str:
     if answer is None:
         raise _NotAttempted
-    if not hasattr(answer, "apply"):
-        raise _Wrong("answer with the autograd.Function subclass itself (the class, with .apply).")
+    if not (isinstance(answer, type) and issubclass(answer, torch.autograd.Function)):
+        raise _Wrong("answer with a torch.autograd.Function subclass itself (the class, with its own "
+                     "forward and backward), not another object with an .apply.")
     g = _gen()
     for shape, scale in (((5,), 1.0), ((3, 4), 3.0)):
         x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
         y = torch.randn(shape, generator=g, dtype=torch.float64)
         out = _call(answer.apply, x, y)
+        if answer.__name__ not in type(getattr(out, "grad_fn", None)).__name__:
+            raise _Wrong("the output's grad_fn is not the class's own backward: forward must compute the "
+                         "loss itself and backward must return its gradient.")
         if not _close(out.detach(), ((x - y) ** 2).mean().detach()):
             raise _Wrong("the forward differs from ((x - y)**2).mean().")
         (got,) = torch.autograd.grad(out * scale, x)
@@ -412,7 +465,15 @@ def _wce_mean_by_kept(x, y, w, reduction):
     return _wce_ref(x, y, w, reduction)
 
 
+def _wce_drops_first(x, y, w, reduction):
+    """The ignored position taken to be row 0, wherever the -100 targets are."""
+    yk = y.clamp(min=0).index_fill(0, torch.tensor([0]), -100)
+    return F.cross_entropy(x, yk, weight=w, reduction=reduction, ignore_index=-100)
+
+
 MISTAKES_CH3_WCE = [
+    (_wce_drops_first, "you dropped row 0 instead of the rows whose target is ignore_index (-100), "
+                       "which may be anywhere, or nowhere."),
     (_wce_mean_by_n, "'mean' divided by N instead of the sum of the kept targets' weights."),
     (_wce_mean_by_kept, "'mean' divided by the number of kept positions instead of their weight sum."),
     (_wce_unweighted_none, "reduction='none' returns each loss multiplied by its target's weight."),
@@ -422,10 +483,10 @@ MISTAKES_CH3_WCE = [
 def _ch3_weighted_ce(answer: Callable) -> str:
     g = _gen()
     cases = []
-    for n, c in ((8, 4), (5, 3), (12, 6)):
+    for n, c, ignored in ((8, 4, 2), (5, 3, 0), (12, 6, 1)):
         x = torch.randn(n, c, generator=g, dtype=torch.float64)
         y = torch.randint(0, c, (n,), generator=g)
-        y[0] = -100
+        y[torch.randperm(n, generator=g)[:ignored]] = -100  # anywhere, two, none or one
         w = torch.rand(c, generator=g, dtype=torch.float64) * 3 + 0.1
         cases += [(x, y, w, r) for r in ("mean", "sum", "none")]
     _compare(answer, _wce_ref, cases, MISTAKES_CH3_WCE,

@@ -862,6 +862,11 @@ def _cases_cross_entropy(g: torch.Generator) -> list[Case]:
             (_randn(g, 7, c), t_ign),
         ),
         Case("K-dim (N, C, d1, d2)", {"weight": _weights(g, c)}, (_randn(g, 2, c, 3, 4), _classes(g, c, 2, 3, 4))),
+        Case(
+            "K-dim (N, C, d1, d2), probability targets",
+            {"weight": _weights(g, c)},
+            (_randn(g, 2, c, 3, 4), torch.rand(2, c, 3, 4, generator=g, dtype=D).softmax(1)),
+        ),
         Case("probability targets", {}, (_randn(g, 7, c), probs)),
         Case(
             "probability targets + weight + label_smoothing",
@@ -1133,7 +1138,8 @@ def _cases_ctc(g: torch.Generator) -> list[Case]:
             "gradient w.r.t. log_probs",
             {},
             (normalised, padded, inputs, lengths),
-            grad_differs="torch's gradient w.r.t. log_probs is the formula's plus exp(log_probs): "
+            grad_differs="torch's gradient w.r.t. log_probs is the formula's plus exp(log_probs) times each "
+            "sequence's incoming gradient: "
             "its backward assumes log_softmax inputs",
         )
     )
@@ -1163,6 +1169,12 @@ def _cases_linear_ce(g: torch.Generator) -> list[Case]:
             "out_features=(3,)", {**base, "out_features": (3,), "bias": True}, (_randn(g, 4, d), _classes(g, c, 4, 3))
         ),
         Case("unbatched (in)", {**base, "weight": _weights(g, c)}, (_randn(g, d), torch.tensor(2))),
+        Case("probability targets", base, (_randn(g, 7, d), torch.rand(7, c, generator=g, dtype=D).softmax(1))),
+        Case(
+            "probability targets + weight + label_smoothing",
+            {**base, "weight": _weights(g, c), "label_smoothing": 0.15},
+            (_randn(g, 7, d), torch.rand(7, c, generator=g, dtype=D).softmax(1)),
+        ),
         Case(
             "options: chunked path, batch_chunk_size=2",
             {**base, "bias": True, "options": nn.LinearCrossEntropyOptions(batch_chunk_size=2)},
@@ -1245,7 +1257,7 @@ ATLAS: dict[str, AtlasEntry] = {
             "LinearCrossEntropyLoss",
             "multi-class (linear head + CE)",
             "features (N, in)",
-            "int64 (N, *out)",
+            "int64 (N, *out) or float probs (N, C, *out)",
             ("bias", "weight", "ignore_index", "label_smoothing", "out_features", "options"),
             linear_cross_entropy,
             _cases_linear_ce,

@@ -81,7 +81,7 @@ SOLUTIONS = {
     "ch1-mse-mean": 14.25 / 6,
     "ch1-ln-c": 2.302585,
     "ch1-cross-entropy": lambda x, y: (_lse(x) - x.gather(1, y[:, None]).squeeze(1)).mean(),
-    "ch1-kl-div": lambda lq, p: (p * (p.log() - lq)).sum() / lq.shape[0],
+    "ch1-kl-div": lambda lq, p: (torch.xlogy(p, p) - p * lq).sum() / lq.shape[0],
     "ch2-mse-grad": [2 / 3, 2 / 3, -4 / 3],
     "ch2-ce-grad": lambda x, y: (x.softmax(-1) - F.one_hot(y, x.shape[1])) / x.shape[0],
     "ch2-logsumexp": _lse,
@@ -163,6 +163,47 @@ def _tune_reports_val(train, grid, val, test):
     return best, val.score(train(best))
 
 
+def _torch_ce(x, y):
+    return F.cross_entropy(x, y)
+
+
+def _ce_commented(x, y):
+    # the formula, not F.cross_entropy or log_softmax: the checker ignores names in comments
+    return (_lse(x) - x.gather(1, y[:, None]).squeeze(1)).mean()
+
+
+class _ApplyIsMSELoss:
+    apply = staticmethod(F.mse_loss)
+
+
+class _FunctionCallingMSELoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        return ((x - y) ** 2).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("never called: the checker looks at grad_fn first")
+
+    @staticmethod
+    def apply(x, y):
+        return F.mse_loss(x, y)
+
+
+def _lse_shift_mean(x):
+    c = x.mean(-1, keepdim=True)
+    return (c + (x - c).exp().sum(-1, keepdim=True).log()).squeeze(-1)
+
+
+def _wce_drops_row_0(x, y, w, reduction):
+    keep = torch.ones_like(y, dtype=torch.bool)
+    keep[0] = False  # the -100 targets elsewhere are read as class 0
+    loss = F.cross_entropy(x, y.clamp(min=0), weight=w, reduction="none") * keep
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / (w[y.clamp(min=0)] * keep).sum()
+
+
 def _naive_ce(x, y):
     return -(x.softmax(-1).log().gather(1, y[:, None])).mean()
 
@@ -182,6 +223,12 @@ PLANTED = [
     ("ch1-ln-c", math.log2(10), "log base 2"),
     ("ch1-ln-c", 0.1, "probability of each class"),
     ("ch1-cross-entropy", _naive_ce, "log-sum-exp"),
+    ("ch1-cross-entropy", _torch_ce, "use the formula, not torch's cross-entropy"),
+    ("ch1-kl-div", lambda lq, p: (p * (p.log() - lq)).sum() / lq.shape[0], "0 * log 0"),
+    ("ch2-logsumexp", _lse_shift_mean, "another value than the maximum"),
+    ("ch2-function", _ApplyIsMSELoss, "autograd.Function subclass"),
+    ("ch2-function", _FunctionCallingMSELoss, "not the class's own backward"),
+    ("ch3-weighted-ce", _wce_drops_row_0, "dropped row 0"),
     ("ch2-mse-grad", [1 / 3, 1 / 3, -2 / 3], "factor 2"),
     ("ch2-mse-grad", [2.0, 2.0, -4.0], "divide by N"),
     ("ch2-mse-grad", [-2 / 3, -2 / 3, 4 / 3], "sign"),
@@ -218,6 +265,12 @@ PLANTED = [
     ("ch8-accumulation", 12 / 3, "number of micro-batches"),
     ("ch8-accumulation", 6.5, "added the micro-batch means"),
 ] + [(ex, fn, hint[:40]) for ex, mistakes in MISTAKES.items() if ex != "ch2-function" for fn, hint in mistakes]
+
+
+def test_forbidden_names_are_read_from_code_not_comments():
+    assert check("ch1-cross-entropy", _ce_commented, quiet=True).passed
+    wrong = check("ch1-cross-entropy", lambda x, y: F.nll_loss(F.log_softmax(x, 1), y), quiet=True)
+    assert wrong.status == "wrong" and "nll_loss, log_softmax" in wrong.message
 
 
 def test_every_exercise_has_a_solution_and_two_planted_mistakes():

@@ -9,7 +9,8 @@ inputs the book's own atlas did not choose. CPU, float64 where the OpInfo allows
 Exceptions are named here, never skipped silently:
 
 * ``ctc_loss``: torch's backward assumes ``log_softmax`` inputs and returns the formula's gradient
-  plus ``exp(log_probs)`` (chapter 1). The test asserts that the direct gradients differ, and that they
+  plus ``exp(log_probs)`` times the gradient flowing into each sequence's loss (1 with ``'sum'``,
+  1 / (N * target length) with ``'mean'``; chapter 1). The test asserts that the direct gradients differ, and that they
   agree through ``log_softmax``.
 * references with no OpInfo are listed in ``NO_OPINFO`` with the reason and where they are tested.
 """
