@@ -94,11 +94,19 @@ def _focal_terms(
     else:
         pt = log_pt.exp()
         one_minus_pt = -torch.expm1(log_pt)
-        modulating = one_minus_pt * one_minus_pt if gamma == 2 else one_minus_pt.pow(gamma)
+        # Where 1 - p_t rounds to 0, every term below is replaced by its value 0 through torch.where on a
+        # safe operand (1), so neither the value nor any derivative of it is NaN or inf (u ** gamma with
+        # 0 < gamma < 1 and log p_t / u have infinite derivatives at u = 0).
+        positive = one_minus_pt > 0
+        safe = torch.where(positive, one_minus_pt, torch.ones_like(one_minus_pt))
+        if gamma == 2:
+            modulating = one_minus_pt * one_minus_pt
+        else:
+            modulating = torch.where(positive, safe.pow(gamma), torch.zeros_like(safe))
         loss = modulating * -log_pt
         # d loss_i / d(-log p_t) = m (1 - gamma p_t log p_t / (1 - p_t)); where 1 - p_t rounds to 0
         # the ratio is replaced by 0 (its limit is -1, but m = 0 there, so the product is 0 either way).
-        ratio = log_pt / one_minus_pt.clamp_min(torch.finfo(log_pt.dtype).tiny)
+        ratio = torch.where(positive, log_pt / safe, torch.zeros_like(safe))
         coef = torch.addcmul(modulating, modulating * pt, ratio, value=-gamma)
         if alpha_t is not None:
             coef = coef * alpha_t
