@@ -210,7 +210,7 @@ def fast_focal_loss(
     Same values and gradients as ``helpers.losses.FocalLoss(gamma, alpha, reduction, ignore_index)``
     (to rounding), with a cheaper backward pass; chapter 6's benchmark measures its time against
     ``FocalLoss`` and cross-entropy per number of classes (the gain is large at C >= 100 on the
-    benchmark machine, small at C = 10). Reverse-mode autograd only (no ``jvp``).
+    benchmark machine; none to speak of at C = 10). Reverse-mode autograd only (no ``jvp``).
 
     Args:
         input: logits ``(N, C)`` or ``(N, C, d1, ...)``, floating.
