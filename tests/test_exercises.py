@@ -325,4 +325,3 @@ def test_pos_weight_accepts_every_shape_that_weights_the_channels():
     """(1, C, 1, 1) gives the same BCEWithLogitsLoss on (N, C, H, W) as (C, 1, 1): both are right."""
     assert check("ch8-pos-weight", lambda p, n: (n / p).view(1, -1, 1, 1)).passed
     assert not check("ch8-pos-weight", lambda p, n: (n / p).view(1, 1, 1, -1)).passed
-
