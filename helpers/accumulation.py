@@ -149,8 +149,9 @@ def step_cross_entropy(
             raise ValueError(
                 f"denominator must be a scalar (the global mean_denominator), got shape {tuple(denominator.shape)}"
             )
-        # a 0-dim CPU tensor combines with a tensor on any device without a copy to that device
-        d = denominator.reshape(()).to(dtype=input.dtype)
+        # a 0-dim CPU tensor combines with a tensor on any device without a copy to that device; at
+        # least float32, so a float16 count above 65,504 does not become inf and bf16 does not round it
+        d = denominator.reshape(()).to(dtype=torch.promote_types(input.dtype, torch.float32))
         check_values(d > 0, "denominator must be positive (the global mean_denominator)")
     elif isinstance(denominator, bool) or not isinstance(denominator, (int, float)) or not denominator > 0:
         raise ValueError(f"denominator must be a positive scalar (the global mean_denominator), got {denominator!r}")
@@ -160,4 +161,4 @@ def step_cross_entropy(
     if w is not None:
         w = w.to(dtype=input.dtype)  # not to input's device: a copy from the host would wait for the device
     summed = F.cross_entropy(input, target, weight=w, ignore_index=ignore_index, reduction="sum")
-    return summed * (world_size / d)
+    return (summed * (world_size / d)).to(summed.dtype)

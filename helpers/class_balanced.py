@@ -20,8 +20,11 @@ The last layer's bias starts at :math:`b = -\log((1 - \pi) / \pi)` with the prio
 i.e. :math:`-\log(C - 1)` (:func:`init_prior_bias`), so that every sigmoid starts near :math:`1/C`
 instead of 1/2 and the ``C - 1`` negative terms do not swamp the first steps. This is NOT
 ``FocalLoss(alpha=cb_weights)`` (:class:`helpers.losses.FocalLoss`), which is a softmax focal loss: the
-softmax couples the classes, the sigmoid does not. The building block is
-:func:`torchvision.ops.sigmoid_focal_loss` (with ``alpha=-1``: no foreground/background weighting).
+softmax couples the classes, the sigmoid does not. The building block is the log-space focal term of
+:class:`helpers.custom_losses.SigmoidFocalLoss` without ``alpha``
+(:func:`helpers.custom_losses.sigmoid_focal_terms`): the values of
+:func:`torchvision.ops.sigmoid_focal_loss` with ``alpha=-1``, but finite gradients at saturated logits
+for :math:`\gamma < 1`, where torchvision's are NaN.
 
 **CB RS** (Cao et al. 2019 {cite}`cao2019ldam`, Table 2, implemented in their public code) draws training
 examples with replacement, an example of class ``c`` with probability proportional to
@@ -40,6 +43,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from helpers.custom_losses import sigmoid_focal_terms
 from helpers.losses import class_balanced_weights
 from helpers.validation import (
     check_class_counts,
@@ -144,8 +148,6 @@ class ClassBalancedSigmoidFocalLoss(nn.Module):
         self.register_buffer("weight", class_balanced_weights(class_counts, self.beta))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from torchvision.ops import sigmoid_focal_loss
-
         if not isinstance(input, torch.Tensor) or not torch.is_floating_point(input):
             raise TypeError(f"input must be a floating-point tensor of logits, got {getattr(input, 'dtype', input)}")
         if input.dim() != 2:
@@ -167,7 +169,9 @@ class ClassBalancedSigmoidFocalLoss(nn.Module):
         input = float32_under_autocast(input)
         weight = same_device(self.weight, input, "weight")
         onehot = (torch.arange(num_classes, device=input.device) == target.unsqueeze(1)).to(input.dtype)
-        terms = sigmoid_focal_loss(input, onehot, alpha=-1, gamma=self.gamma, reduction="none")
+        # torchvision's sigmoid_focal_loss(alpha=-1) gives the same values, but NaN gradients at saturated
+        # logits for gamma < 1; the log-space terms of helpers.custom_losses.SigmoidFocalLoss do not.
+        terms = sigmoid_focal_terms(input, onehot, self.gamma)
         per_example = weight[target] * terms.sum(1)
         if self.reduction == "none":
             return per_example

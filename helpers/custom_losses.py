@@ -45,7 +45,39 @@ from helpers.validation import (
     same_device,
 )
 
-__all__ = ["LabelSmoothingCrossEntropy", "SigmoidFocalLoss", "SoftDiceLoss", "UncertaintyWeightedLoss"]
+__all__ = [
+    "LabelSmoothingCrossEntropy",
+    "SigmoidFocalLoss",
+    "SoftDiceLoss",
+    "UncertaintyWeightedLoss",
+    "sigmoid_focal_terms",
+]
+
+
+def sigmoid_focal_terms(input: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Elementwise :math:`(1 - p_t)^\gamma \cdot \mathrm{BCE}(x, t)` without ``alpha``, computed in log space.
+
+    ``input`` logits and ``target`` values in ``[0, 1]``: same shape and dtype, not checked here (the
+    callers check them). :math:`(1 - p_t)^\gamma = \exp(\gamma \log(1 - p_t))` with
+    :math:`\log(1 - p_t) = \operatorname{logaddexp}(\log\sigma(x) + \log(1 - t), \log\sigma(-x) + \log t)`,
+    so values and first and second derivatives are finite where :math:`p_t` rounds to 1, for any
+    :math:`\gamma \ge 0`.
+    """
+    loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+    if gamma == 0:
+        return loss
+    # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction. Hard
+    # targets take their one term directly: log(0) = -inf inside logaddexp makes its second
+    # derivative NaN.
+    log_p, log_not_p = F.logsigmoid(input), F.logsigmoid(-input)
+    soft = (target > 0) & (target < 1)
+    t = torch.where(soft, target, torch.full_like(target, 0.5))
+    log_one_minus_pt = torch.where(
+        soft,
+        torch.logaddexp(log_p + torch.log1p(-t), log_not_p + torch.log(t)),
+        torch.where(target == 1, log_not_p, log_p),
+    )
+    return loss * torch.exp(gamma * log_one_minus_pt)
 
 
 def _check_nonnegative(value: float, name: str) -> float:
@@ -121,20 +153,7 @@ class SigmoidFocalLoss(nn.Module):
         )
         input = float32_under_autocast(input)
         target = target.detach().to(input.dtype)
-        loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-        if self.gamma != 0:
-            # log(1 - p_t) = log(p (1 - t) + (1 - p) t), without forming 1 - p_t by subtraction. Hard
-            # targets take their one term directly: log(0) = -inf inside logaddexp makes its second
-            # derivative NaN.
-            log_p, log_not_p = F.logsigmoid(input), F.logsigmoid(-input)
-            soft = (target > 0) & (target < 1)
-            t = torch.where(soft, target, torch.full_like(target, 0.5))
-            log_one_minus_pt = torch.where(
-                soft,
-                torch.logaddexp(log_p + torch.log1p(-t), log_not_p + torch.log(t)),
-                torch.where(target == 1, log_not_p, log_p),
-            )
-            loss = loss * torch.exp(self.gamma * log_one_minus_pt)
+        loss = sigmoid_focal_terms(input, target, self.gamma)
         if self.alpha is not None:
             loss = (self.alpha * target + (1 - self.alpha) * (1 - target)) * loss
         return reduce_loss(loss, self.reduction)

@@ -998,13 +998,36 @@ MISTAKES_CH8_POS = [
 ]
 
 
+def _dense_bce(pos_weight: Any, num_classes: int) -> torch.Tensor | None:
+    """Per-pixel ``BCEWithLogitsLoss`` with ``pos_weight`` on fixed ``(2, C, C, C)`` logits (None if it fails).
+
+    ``H = W = C``, so a ``(C,)`` ``pos_weight`` broadcasts along the width and gives a different loss
+    instead of an error. Any shape that gives the reference's loss, ``(C, 1, 1)`` or ``(1, C, 1, 1)``, passes.
+    """
+    g = torch.Generator().manual_seed(num_classes)
+    shape = (2, num_classes, num_classes, num_classes)
+    z = torch.randn(*shape, generator=g, dtype=torch.float64)
+    y = (torch.rand(*shape, generator=g) < 0.3).double()
+    try:
+        weight = torch.as_tensor(pos_weight, dtype=torch.float64)
+        return F.binary_cross_entropy_with_logits(z, y, pos_weight=weight, reduction="none")
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def _ch8_pos_weight(answer: Callable) -> str:
     g = _gen()
     cases = [(torch.randint(1, 100, (c,), generator=g).double(), torch.randint(100, 1000, (c,), generator=g).double())
              for c in (3, 5)]
-    _compare(answer, _pos_weight_ref, cases, MISTAKES_CH8_POS,
-             "pos_weight is negatives / positives per class, shaped (C, 1, 1) for (N, C, H, W) inputs.")
-    return "neg / pos per class with shape (C, 1, 1), which broadcasts along the channels."
+    # Compare the losses the answer's pos_weight gives, not its shape: every shape that broadcasts along
+    # the channels is right.
+    mistakes = [(lambda p, n, wrong=wrong: _dense_bce(wrong(p, n), len(p)), hint) for wrong, hint in MISTAKES_CH8_POS]
+    for pos, neg in cases:
+        got = _dense_bce(_call(answer, pos, neg), len(pos))
+        if not _close(got, _dense_bce(_pos_weight_ref(pos, neg), len(pos))):
+            _diagnose(got, (pos, neg), mistakes, "pos_weight is negatives / positives per class, in a shape that "
+                      "broadcasts along the channels of (N, C, H, W) inputs, such as (C, 1, 1).")
+    return "neg / pos per class, in a shape that broadcasts along the channels, such as (C, 1, 1)."
 
 
 def _kd_ref(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -3,7 +3,10 @@
 In the manner of PyTorch's ``ModuleInfo`` (``torch/testing/_internal/common_modules.py``), each loss
 module registers its samples once and every generic test of the contract runs on all of them. A
 loss module found in ``helpers`` without an entry here makes the contract suite fail; a new loss
-joins by adding its samples, and a module that fails a generic test is fixed, not exempted.
+joins by adding its samples, and a module that fails a generic test is fixed, not exempted. Where a
+loss differs from torch by design, its sample declares the difference and the reason in a field the
+generic test reads (``ignored_mean_is_nan=False`` for :class:`SoftDiceLoss`: its all-ignored ``'mean'``
+is 0, the Dice of an empty set, and the test checks that value), never by skipping the test.
 
 A :class:`LossSample` builds the module for a reduction and the float64 CPU inputs of one call; the
 differentiated inputs are listed by position, and the ``bad`` cases say which documented error a
@@ -84,6 +87,15 @@ def _with_ignored(ignore_index: int, *positions: int) -> Callable[[], tuple[Tens
     return make
 
 
+def _saturated(sign: float = 0.0) -> tuple[Tensor, ...]:
+    """(N, C) logits whose first row is saturated (40 on its target, ``sign * 40`` elsewhere): in float64
+    ``p_t`` rounds to 1, where ``(1 - p_t) ** gamma`` with ``0 < gamma < 1`` has an infinite derivative."""
+    x, y = _logits(N, C), _classes(N)
+    x[0] = sign * 40.0
+    x[0, y[0]] = 40.0
+    return x, y
+
+
 def _dense(ignore_index: int) -> tuple[Tensor, ...]:
     y = _classes(2, 3, 3)
     y[:, 0] = ignore_index
@@ -150,10 +162,12 @@ SAMPLES: dict[str, list[LossSample]] = {
     "helpers.losses.FocalLoss": [
         *_class_index_samples("gamma=2, alpha", lambda r: FocalLoss(2.0, WEIGHT, r, ignore_index=-100), -100),
         *_class_index_samples("gamma=0.5", lambda r: FocalLoss(0.5, None, r, ignore_index=255), 255)[1:],
+        LossSample("gamma=0.5, a saturated row", lambda r: FocalLoss(0.5, None, r), _saturated),
     ],
     "helpers.fast_focal.FastFocalLoss": [
         *_class_index_samples("gamma=2, alpha", lambda r: FastFocalLoss(2.0, WEIGHT, r, ignore_index=-100), -100),
         *_class_index_samples("gamma=0.5", lambda r: FastFocalLoss(0.5, None, r, ignore_index=255), 255)[1:],
+        LossSample("gamma=0.5, a saturated row", lambda r: FastFocalLoss(0.5, None, r), _saturated),
     ],
     "helpers.losses.LDAMLoss": _class_index_samples(
         "scale=5, weights", lambda r: LDAMLoss(COUNTS, 0.5, 5.0, WEIGHT, reduction=r)
@@ -172,9 +186,16 @@ SAMPLES: dict[str, list[LossSample]] = {
     "helpers.onehot_losses.OneHotMSELoss": _class_index_samples(
         "weights", lambda r: OneHotMSELoss(C, WEIGHT, reduction=r)
     ),
-    "helpers.class_balanced.ClassBalancedSigmoidFocalLoss": _class_index_samples(
-        "beta=0.9, gamma=2", lambda r: ClassBalancedSigmoidFocalLoss(COUNTS, 0.9, 2.0, reduction=r)
-    )[:1],
+    "helpers.class_balanced.ClassBalancedSigmoidFocalLoss": [
+        *_class_index_samples(
+            "beta=0.9, gamma=2", lambda r: ClassBalancedSigmoidFocalLoss(COUNTS, 0.9, 2.0, reduction=r)
+        )[:1],
+        LossSample(
+            "gamma=0.5, a saturated row",
+            lambda r: ClassBalancedSigmoidFocalLoss(COUNTS, 0.9, 0.5, reduction=r),
+            lambda: _saturated(-1.0),
+        ),
+    ],
     "helpers.custom_losses.SigmoidFocalLoss": [
         LossSample(
             "gamma=0.5, alpha=0.25, soft and hard targets",
@@ -194,7 +215,9 @@ SAMPLES: dict[str, list[LossSample]] = {
             lambda r: SoftDiceLoss(1.0, WEIGHT, ignore_index=255, reduction=r),
             _dice_inputs,
             ignore=_all_ignored(255),
-            ignored_mean_is_nan=False,  # every (image, class) term is 1 - s/s = 0: a defined Dice of nothing
+            # declared difference: every (image, class) term is 1 - s/s = 0, the Dice of an empty set
+            # taken as 1, so the all-ignored 'mean' is 0 (the generic test checks 0 and a zero gradient)
+            ignored_mean_is_nan=False,
             bad=(
                 BadInput("logits instead of probabilities", lambda i: (i[0] * 5 - 2, i[1]), ValueError, "probab"),
                 BadInput("float target of the wrong shape", lambda i: (i[0], i[0][:, :2]), ValueError, "shape"),

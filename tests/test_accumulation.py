@@ -98,6 +98,30 @@ def test_dtype_follows_the_input():
     assert out.dtype == torch.float32 and out.dim() == 0
 
 
+def test_float16_logits_with_a_count_above_float16_max():
+    """A token count D > 65,504 is inf in float16: dividing by it made the loss and gradients 0."""
+    dtype = torch.float16
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (70_000,), generator=g)
+    # confident logits: the summed loss (about 1,000) is representable in float16, the count is not
+    logits = torch.randn(70_000, 3, generator=g) * 0.1 + 5 * F.one_hot(target, 3)
+    d = mean_denominator(target)
+    assert d.item() == 70_000
+    low = logits.to(dtype).requires_grad_()
+    out = step_cross_entropy(low, target, d)
+    summed = F.cross_entropy(low.detach(), target, reduction="sum")  # about 1,000: representable
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), summed.double() / 70_000, rtol=1e-3, atol=0)
+    (grad,) = torch.autograd.grad(out, low)
+    assert grad.abs().sum() > 0
+
+
+def test_float64_stays_float64():
+    logits, target = _padded_batch()
+    out = step_cross_entropy(logits, target, mean_denominator(target))
+    assert out.dtype == D64
+
+
 def _step_loss(logits, target, weight=None):
     """A whole step in two micro-batches: the pattern the no-sync tests run."""
     d = mean_denominator(target.chunk(2), weight=weight)

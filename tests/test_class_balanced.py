@@ -56,6 +56,25 @@ def test_cb_focal_matches_the_paper_on_random_inputs(gamma):
     )
 
 
+def test_cb_focal_has_torchvision_values_and_finite_gradients_at_saturated_logits():
+    from torchvision.ops import sigmoid_focal_loss
+
+    counts = (40, 15, 6)
+    logits = torch.tensor([[18.0, -18.0, -18.0], [0.5, 0.0, -1.0]], requires_grad=True)
+    target = torch.tensor([0, 1])
+    onehot = torch.nn.functional.one_hot(target, 3).float()
+    for gamma in (1.0, 2.0):
+        loss = ClassBalancedSigmoidFocalLoss(counts, beta=0.9, gamma=gamma, reduction="none")
+        tv = loss.weight[target] * sigmoid_focal_loss(logits, onehot, alpha=-1, gamma=gamma, reduction="none").sum(1)
+        torch.testing.assert_close(loss(logits, target), tv)
+    # gamma = 0.5: torchvision's gradient of the saturated row is NaN; this loss's is finite
+    (tv_grad,) = torch.autograd.grad(sigmoid_focal_loss(logits, onehot, alpha=-1, gamma=0.5, reduction="sum"), logits)
+    assert tv_grad[0].isnan().all()
+    loss = ClassBalancedSigmoidFocalLoss(counts, beta=0.9, gamma=0.5)
+    (grad,) = torch.autograd.grad(loss(logits, target), logits)
+    assert torch.isfinite(grad).all()
+
+
 def test_cb_focal_is_not_the_softmax_focal_loss_and_follows_the_input():
     from helpers.losses import FocalLoss, class_balanced_weights
 

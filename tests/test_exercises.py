@@ -372,3 +372,9 @@ def test_every_chapter_ends_with_its_exercises_and_hidden_checked_solutions():
         assert len(ids) >= 4 and all(i.startswith(f"ch{int(path.name[:2])}-") for i in ids), (path.name, ids)
         seen += ids
     assert sorted(seen) == sorted(EXERCISES)
+
+
+def test_pos_weight_accepts_every_shape_that_weights_the_channels():
+    """(1, C, 1, 1) gives the same BCEWithLogitsLoss on (N, C, H, W) as (C, 1, 1): both are right."""
+    assert check("ch8-pos-weight", lambda p, n: (n / p).view(1, -1, 1, 1)).passed
+    assert not check("ch8-pos-weight", lambda p, n: (n / p).view(1, 1, 1, -1)).passed

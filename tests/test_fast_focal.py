@@ -203,3 +203,13 @@ def test_double_backward_is_exact():
         (total,) = torch.autograd.grad(loss_fn(z, y) + 10 * g.pow(2).sum(), z)
         grads.append(total)
     torch.testing.assert_close(*grads)
+
+
+def test_forward_mode_raises_while_focal_loss_supports_it():
+    """The documented scope: FocalLossFunction has no jvp, so forward-mode AD raises."""
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1])
+    assert torch.func.jacfwd(lambda z: FocalLoss(0.5)(z, y))(x).shape == (4, 3)
+    for transform in (torch.func.jacfwd, torch.func.hessian):
+        with pytest.raises(NotImplementedError, match="jvp"):
+            transform(lambda z: FastFocalLoss(0.5)(z, y))(x)
