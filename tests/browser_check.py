@@ -91,6 +91,8 @@ PAGE_PROBE = """async () => {
   out.colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
   out.binder = Array.from(document.querySelectorAll('a[href*="mybinder.org"]')).map(a => a.href);
   out.isNotebook = !!document.querySelector('.cell');
+  out.plots = Array.from(document.querySelectorAll('.cell_input'))
+      .some(e => ['plt.', '.plot(', '.imshow('].some(k => e.innerText.includes(k)));
   out.title = document.title;
   const outputs = Array.from(document.querySelectorAll('.cell_output')).map(e => e.innerText);
   out.outputText = outputs.join('\\n');
@@ -254,7 +256,7 @@ def content_problems(info: dict) -> list[str]:
         if not fig["alt"] or FILENAME_ALT.match(fig["alt"]):
             problems.append(f"figure whose alt text is a file name or empty: {fig['src']} (alt={fig['alt']!r})")
     problems += [f"table without caption: {t['head']!r}" for t in info["tables"] if not t["caption"]]
-    if info["isNotebook"] and info["figureCount"] == 0:
+    if info["isNotebook"] and info["plots"] and info["figureCount"] == 0:  # it plots, nothing shows
         problems.append("notebook page without any rendered figure (a non-inline matplotlib backend?)")
     if info["isNotebook"] and not (info["colab"] and info["binder"]):
         problems.append("notebook page without Colab and Binder launch buttons")
@@ -435,7 +437,7 @@ SELF_TEST_PAGES = {
     '<a href="nowhere.html">x</a><a href="good.html#nope">y</a><a href="good.html">the \\ln C check</a>'
     "<table><tr><td>uncaptioned</td></tr></table>"
     '<div style="width:620px;height:4px"></div>'
-    '<div class="cell"><div class="cell_input"><pre>' + _LONG_LINE + "</pre></div>"
+    '<div class="cell"><div class="cell_input"><pre>' + _LONG_LINE + "\nplt.show()</pre></div>"
     '<div class="cell_output"><div class="output traceback">Traceback (most recent call last):</div>'
     '<pre>/tmp/ipykernel_1/123.py:17: FutureWarning: planted\nwrote /tmp/tmpab12/cifar10_demo.json</pre>'
     "<pre>" + "y" * 200 + "</pre></div></div>"
