@@ -366,7 +366,8 @@ def test_every_chapter_ends_with_its_exercises_and_hidden_checked_solutions():
         for cell in cells[first:]:
             src = "".join(cell["source"])
             if src.startswith("# @title Solution"):
-                assert "hide-input" in cell["metadata"].get("tags", []), path.name
+                # hide-cell: the code and its output (which names the answer) stay hidden
+                assert "hide-cell" in cell["metadata"].get("tags", []), path.name
                 assert cell["metadata"].get("cellView") == "form", path.name
                 ids += re.findall(r'^assert check\("([\w-]+)"', src, re.M)
         assert len(ids) >= 4 and all(i.startswith(f"ch{int(path.name[:2])}-") for i in ids), (path.name, ids)
