@@ -61,9 +61,11 @@ pdf: $(STAMP)
 
 # CI's cheap check of the PDF route: the landing and reference pages and one chapter, in quick mode,
 # reusing `make book-quick`'s executed notebooks: _build/quick/_build/latex/lossbook.pdf.
+# PDF_FLAGS=--install installs TeX Live first when it is missing (CI).
 PDF_CHAPTER ?= notebooks/03_weighted_cross_entropy
+PDF_FLAGS ?=
 pdf-chapter: $(STAMP)
-	LOSSBOOK_QUICK=1 JB=$(BIN)/jupyter-book bash .ci/pdf.sh --chapter $(PDF_CHAPTER) --out _build/quick
+	LOSSBOOK_QUICK=1 JB=$(BIN)/jupyter-book bash .ci/pdf.sh $(PDF_FLAGS) --chapter $(PDF_CHAPTER) --out _build/quick
 
 check-html: $(STAMP)
 	$(BIN)/python tests/browser_check.py --self-test $(or $(HTML),_build/html) --screenshots $(or $(SHOTS),_build/screenshots)
