@@ -19,8 +19,8 @@ COLAB_PREINSTALLED = {"torch", "torchvision", "numpy", "pandas", "matplotlib", "
                       "sklearn", "IPython", "google", "PIL"}
 # Top-level modules of the distributions the package and its extras bring.
 MODULE_OF = {"scikit-learn": "sklearn", "pillow": "PIL", "ipython": "IPython"}
-DEV_ONLY = {"jupyter-book", "sphinx", "myst-nb", "playwright", "ruff", "pytest", "pytest-xdist", "nbval", "jupyterlab",
-            "notebook", "check-jsonschema", "django-static-mathjax"}
+DEV_ONLY = {"jupyter-book", "sphinx", "myst-nb", "playwright", "ruff", "pytest", "pytest-xdist", "pytest-timeout",
+            "nbval", "jupyterlab", "notebook", "check-jsonschema", "django-static-mathjax"}
 
 
 def _name(requirement: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         replace.append((old, new))
     python = shutil.which(args.python) or args.python
     notebooks = sorted(args.notebooks, key=_order)
+    if args.jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Each kernel's torch would start one thread per core: `jobs` kernels would oversubscribe the
+        # cores and spin-wait (twice the wall time of the test suite on 2 cores). Share them out.
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+        print(f"{args.jobs} kernels at a time, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} each", flush=True)
     start = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(execute_one, str(nb), python, args.workdir, replace, args.out, args.timeout)
