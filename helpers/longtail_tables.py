@@ -193,21 +193,27 @@ def paired_table(
     scale = 100.0 if percent else 1.0
     digits = 1 if percent else 3
 
+    # No-break spaces inside "91.6 ± 1.0" and "[+7.6, +8.7]": a narrow table cell (a phone, the book's
+    # column) wraps an interval only before its bracket, never inside it.
+    nb = "\u00a0"
+
     def spread(mean: float, std: float) -> str:
-        return f"{mean * scale:.{digits}f}" + ("" if math.isnan(std) else f" ± {std * scale:.{digits}f}")
+        return f"{mean * scale:.{digits}f}" + ("" if math.isnan(std) else f"{nb}±{nb}{std * scale:.{digits}f}")
 
     def interval(d: float, lo: float, hi: float) -> str:
         if math.isnan(d):
             return "-"
         text = f"{d * scale:+.{digits}f}"
-        return text if math.isnan(lo) else f"{text} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+        return text if math.isnan(lo) else f"{text} [{lo * scale:+.{digits}f},{nb}{hi * scale:+.{digits}f}]"
 
     pct = f"{int(round(level * 100))}% CI"
     out = pd.DataFrame(index=stats.index)
     name = metric.replace("_", " ")
     out[f"{name} (test)"] = [spread(a, b) for a, b in zip(stats["mean"], stats["std"], strict=True)]
     out[f"vs {baseline}, {pct}"] = [interval(*v) for v in stats[["diff", "diff_low", "diff_high"]].to_numpy()]
-    out["verdict"] = stats["verdict"]
+    # "X cannot be told apart from CE" reads as a sentence in the prose; in a column headed by the
+    # comparison the trailing "from" would dangle.
+    out["verdict"] = [v.replace("apart from", "apart") for v in stats["verdict"]]
     out[f"val {name}"] = [spread(a, b) for a, b in zip(stats["val_mean"], stats["val_std"], strict=True)]
     out["val: possibly best"] = ["yes" if t else "" for t in stats["val_tied_best"]]
     if {"many_recall", "medium_recall", "few_recall"} <= set(stats.columns):
