@@ -11,24 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.exercises import EXERCISES, MISTAKES, check
+from helpers.exercises import EXERCISES, MISTAKES, _MSEReference, check
 
 
 def _lse(x):
     m = x.amax(-1, keepdim=True)
     return (m + (x - m).exp().sum(-1, keepdim=True).log()).squeeze(-1)
-
-
-class _MSE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
-        return ((x - y) ** 2).mean()
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        return grad * 2 * (x - y) / x.numel(), None
 
 
 class _LogCosh(nn.Module):
@@ -85,7 +73,7 @@ SOLUTIONS = {
     "ch2-mse-grad": [2 / 3, 2 / 3, -4 / 3],
     "ch2-ce-grad": lambda x, y: (x.softmax(-1) - F.one_hot(y, x.shape[1])) / x.shape[0],
     "ch2-logsumexp": _lse,
-    "ch2-function": _MSE,
+    "ch2-function": _MSEReference,
     "ch3-weighted-mean": 8.8 / 9,
     "ch3-ignored": 8.5 / 6,
     "ch3-weighted-ce": _wce,
