@@ -15,8 +15,10 @@ training of the backbone:
   :math:`\tau = 0` keeps the weights (bias-free), :math:`\tau = 1` gives every class a unit-norm weight.
   Kang et al.'s reasoning: head classes learn larger norms under instance-balanced SGD training, and
   shrinking them evens out the classes' scores. The premise is a property of the optimizer: with
-  AdamW's decoupled weight decay the norms need not track the class sizes
-  (:func:`norm_count_correlation` measures it; chapter 4 compares both regimes).
+  Adam's per-coordinate adaptive step the norms need not track the class sizes (on chapter 4's
+  MNIST budget AdamW with weight decay 0 gives the same correlations as with its weight decay, and
+  SGD without weight decay still gives a high one, so the decay is not the cause there;
+  :func:`norm_count_correlation` measures it, and chapter 4 compares both regimes).
   :math:`\tau` is chosen on the balanced validation set (:func:`choose_tau`). The validation score of
   the chosen :math:`\tau` is then optimistic (the maximum of 21 noisy scores), so the validation
   logits used to *rank* τ-norm against other methods are cross-fitted (:func:`crossfit_tau_logits`):

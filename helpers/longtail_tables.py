@@ -9,6 +9,9 @@ comparisons with the best, :func:`helpers.stats.possibly_best`).
 
 The intervals cover seed pairs (training seed and drawn subset) on one fixed test set: they are
 conditional on the test images.
+
+:func:`plain_ce_rises` counts, for the instability tables, the epochs where a run's plain training
+cross-entropy rose, apart from those where deferred re-weighting switched the loss (a designed change).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from helpers.longtail_methods import display_name
+from helpers.longtail_types import RunRecord
 from helpers.runtime import quick_mode
 from helpers.stats import QUICK_VERDICT, holm_adjust, paired_difference, paired_p_value, possibly_best, verdict
 
-__all__ = ["ONE_PAIR_VERDICT", "paired_stats", "paired_table", "summarize", "val_best_set"]
+__all__ = ["ONE_PAIR_VERDICT", "paired_stats", "paired_table", "plain_ce_rises", "summarize", "val_best_set"]
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "few_recall",
@@ -50,6 +54,33 @@ def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanc
 
 #: The verdict when fewer than two pairs of runs exist (no interval can be computed).
 ONE_PAIR_VERDICT = "cannot be judged from a single pair of runs"
+
+
+def plain_ce_rises(run: RunRecord) -> tuple[int, int]:
+    """Rises of the plain training cross-entropy from one epoch to the next: ``(elsewhere, at_switch)``.
+
+    ``run.history["train_ce"]`` holds one mean per epoch. A rise into epoch ``e`` counts as *at the
+    switch* when the run has a deferred re-weighting switch (``run.extra["drw_start_step"]`` and
+    ``["drw_fraction"]``, :mod:`helpers.longtail_runner`) and ``e`` is the epoch holding the switch step
+    or, when the switch falls inside an epoch, the first epoch wholly after it: those epochs' means
+    change because the loss was designed to change. Every other rise counts as *elsewhere*. A run
+    without a switch has ``at_switch == 0``.
+    """
+    ce = [float(v) for v in run.history.get("train_ce", [])]
+    switch: set[int] = set()
+    if "drw_start_step" in run.extra:
+        start, fraction = int(run.extra["drw_start_step"]), float(run.extra["drw_fraction"])
+        if start < 0 or not 0 <= fraction <= 1 or (start > 0) != (fraction > 0):
+            raise ValueError(f"run.extra needs drw_start_step >= 0 and drw_fraction in [0, 1], got {start}, {fraction}")
+        if start == 0 or not ce:
+            switch = {0}
+        else:
+            steps_per_epoch = round(start / fraction) // len(ce)
+            epoch, offset = divmod(start, steps_per_epoch)
+            switch = {epoch, epoch + 1} if offset else {epoch}
+    rises = [e for e in range(1, len(ce)) if ce[e] > ce[e - 1]]
+    at_switch = sum(e in switch for e in rises)
+    return len(rises) - at_switch, at_switch
 
 
 def _by_pair(table: pd.DataFrame, column: str) -> pd.DataFrame:
