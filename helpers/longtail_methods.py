@@ -44,6 +44,7 @@ from helpers.losses import (
     inverse_frequency_weights,
     posthoc_logit_adjustment,
 )
+from helpers.metrics import balanced_accuracy
 
 __all__ = [
     "CB_BETA", "CB_FOCAL_GAMMA", "LA_TAU", "LDAM_MAX_MARGIN", "LDAM_SCALE", "METHODS", "Method", "Posthoc",
@@ -173,8 +174,12 @@ def _tau_norm(inp: PosthocInput) -> tuple[torch.Tensor, torch.Tensor, dict]:
     tau, scores = choose_tau(val_features, inp.data["y_val"], weight)
     test = scale * tau_normalized_logits(test_features, weight, tau)
     val, halves = crossfit_tau_logits(val_features, inp.data["y_val"], weight, seed=inp.seed)
+    # tau-normalisation drops the bias: the base model scored without its bias and with tau = 0
+    # separates that effect from the normalisation's
+    bias_free = balanced_accuracy(scale * tau_normalized_logits(test_features, weight, 0.0), inp.data["y_test"])
     extra = {"tau": tau, "tau_val_balanced_accuracy": scores, "tau_halves": halves,
-             "norm_spearman": norm_count_correlation(weight, inp.counts)}  # fmt: skip
+             "norm_spearman": norm_count_correlation(weight, inp.counts),
+             "bias_free_balanced_accuracy": bias_free}  # fmt: skip
     return test.float().cpu(), (scale * val).float().cpu(), extra
 
 
