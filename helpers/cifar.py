@@ -422,7 +422,8 @@ PAPER = Protocol(
     name="paper",
     description=(
         "Cao et al. 2019: ResNet-32, SGD momentum 0.9, weight decay 2e-4, batch 128, 200 epochs, lr 0.1 with "
-        "5 epochs of linear warm-up, x0.01 at epoch 160 and x0.0001 at 180, DRW from epoch 160 (for a GPU)"
+        "5 epochs of linear warm-up, x0.01 at epoch 160 and x0.0001 at 180, DRW from epoch 160; meant for a "
+        "GPU, where it trains in mixed precision and channels_last (float32 elsewhere)"
     ),
     model="resnet32",
     config=TrainConfig(epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, warmup_epochs=5,

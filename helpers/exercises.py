@@ -734,22 +734,37 @@ def _ch5_class_balanced(answer: Callable) -> str:
 def _ch5_flip(answer: Callable) -> str:
     g = _gen()
     x = torch.randn(128, 3, 8, 8, generator=g)
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-    out = _call(answer, x.clone())
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        raise _Wrong("return a tensor of the input's shape (N, C, H, W).")
-    flipped = out.flip(-1)
-    same = (out == x).flatten(1).all(1)
-    mirrored = (flipped == x).flatten(1).all(1)
-    if not (same | mirrored).all():
-        if ((out.flip(-2) == x).flatten(1).all(1) | same).all():
-            raise _Wrong("you flipped the height (dim -2); a horizontal flip reverses the width, dim -1.")
-        raise _Wrong("each image must be either unchanged or mirrored along its width (dim -1).")
-    if same.all() or mirrored.all():
-        raise _Wrong("every image got the same decision; draw one coin per image, not one per batch.")
-    if not 0.2 < mirrored.double().mean().item() < 0.8:  # a fair coin fails it w.p. 2e-12
-        raise _Wrong("about half of the images should be flipped (probability 0.5 per image).")
-    return "each image unchanged or mirrored along its width, about half of them mirrored."
+    seeds = torch.randint(0, 2**31 - 1, (66,), generator=g).tolist()
+
+    def pattern(seed: int) -> torch.Tensor:
+        """Which images the answer mirrored, called under the global RNG state ``seed``."""
+        torch.manual_seed(seed)
+        out = _call(answer, x.clone())
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            raise _Wrong("return a tensor of the input's shape (N, C, H, W).")
+        same = (out == x).flatten(1).all(1)
+        mirrored = (out.flip(-1) == x).flatten(1).all(1)
+        if not (same | mirrored).all():
+            if ((out.flip(-2) == x).flatten(1).all(1) | same).all():
+                raise _Wrong("you flipped the height (dim -2); a horizontal flip reverses the width, dim -1.")
+            raise _Wrong("each image must be either unchanged or mirrored along its width (dim -1).")
+        if same.all() or mirrored.all():
+            raise _Wrong("every image got the same decision; draw one coin per image, not one per batch.")
+        return mirrored
+
+    with torch.random.fork_rng(devices=[]):  # the reader's own random state is left as it was
+        first = pattern(seeds[0])
+        if not 0.2 < first.double().mean().item() < 0.8:  # a fair coin fails it w.p. 2e-12
+            raise _Wrong("about half of the images should be flipped (probability 0.5 per image).")
+        if torch.equal(first, pattern(seeds[1])):  # a fair coin repeats 128 flips w.p. 2**-128
+            raise _Wrong("your answer mirrors the same images on every call: the coins must be random "
+                         "(e.g. torch.rand), drawn afresh on each call.")  # fmt: skip
+        # each image's own frequency over 64 calls: Binomial(64, 0.5) leaves [10, 54] w.p. 3e-8 per image
+        share = torch.stack([pattern(s) for s in seeds[2:]]).double().mean(0)
+        if not ((share >= 10 / 64) & (share <= 54 / 64)).all():
+            raise _Wrong("some images are mirrored far more or far less often than half the time over many "
+                         "calls: give every image the same fair coin, whatever its position in the batch.")  # fmt: skip
+    return "each image unchanged or mirrored along its width, a fresh fair coin per image on each call."
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Command line (``python -m helpers.experiments --help`` documents every flag)::
 records each finished run in the JSON file as it completes (atomically, :mod:`helpers.results_store`),
 resumes from the finished runs when rerun with the same arguments, and refuses to overwrite a file
 of different arguments without ``--force``. The file holds the configuration, one metrics record
-per run, the per-epoch curves and provenance (date, torch version, device, git commit).
+per run, the per-epoch curves and provenance (date, torch version, device, git commit, and
+``data_source``: ``"real"`` or ``"synthetic"`` when the labelled CIFAR stand-in replaced missing data;
+the report ends with a loud line when it did).
 
 This module sits on top of the long-tail modules: the method registry
 (:mod:`helpers.longtail_methods`), the datasets (:mod:`helpers.longtail_data`), the runner
@@ -218,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(paired_table(table, "ce", methods=methods).to_string())
     else:
         print(summarize(table, ["accuracy", "balanced_accuracy", "few_recall", "worst_class_recall"]).to_string())
-    print(f"wrote {out}")
+    source = store.payload["provenance"].get("data_source", "unknown")
+    if source != "real":
+        print(f"data: {source.upper()} -- these numbers are NOT results on the real {args.dataset} data")
+    print(f"wrote {out} (data: {source})")
     return 0
 
 

@@ -71,6 +71,7 @@ class _PairData:
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
     drw_start_epoch: int
     description: str
+    data_source: str = "real"  # "real", "synthetic" (the CIFAR stand-in) or "user tensors"
 
 
 def _named_pair_data(
@@ -99,7 +100,8 @@ def _named_pair_data(
     if config is not None or epochs is not None:
         start = drw_start(cfg.epochs)
     return _PairData(data_seed, data, list(spec.counts), model_factory or spec.model_factory, cfg, transform,
-                     spec.augment, start, spec.description)  # fmt: skip
+                     spec.augment, start, spec.description,
+                     "synthetic" if spec.train.synthetic else "real")  # fmt: skip
 
 
 def _tensor_pair_data(
@@ -115,7 +117,7 @@ def _tensor_pair_data(
         raise ExperimentConfigError(f"dataset as tensors: {err}") from err
     data = {k: v.to(device) for k, v in data.items()}
     return _PairData(data_seed, data, counts, model_factory, cfg, None, None, drw_start(cfg.epochs),
-                     f"user tensors, {profile} {imbalance_ratio:g}, data seed {data_seed}")  # fmt: skip
+                     f"user tensors, {profile} {imbalance_ratio:g}, data seed {data_seed}", "user tensors")  # fmt: skip
 
 
 def _record(
@@ -138,7 +140,7 @@ def _record(
         test_targets=y_test, counts=list(counts), seconds=seconds, images_per_second=ips,
         diverged=bool(diverged or not finite), data_seed=data_seed,
         extra={"val_logits": val_logits, "config": pair.config.to_dict(), "drw_start_epoch": pair.drw_start_epoch,
-               "groups": describe_groups(counts)},
+               "groups": describe_groups(counts), "data_source": pair.data_source},
     )  # fmt: skip
 
 

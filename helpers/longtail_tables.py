@@ -5,7 +5,8 @@ Runs of different methods with the same ``(seed, data_seed)`` are *paired* (:mod
 Student-t interval over the pairs (:mod:`helpers.stats`); its verdicts are Holm-adjusted over the
 methods of the table (a page that draws several verdicts keeps the chance of any false one at 5%).
 :func:`val_best_set` names the methods that may be the best on the *validation* set (Hsu's multiple
-comparisons with the best, :func:`helpers.stats.possibly_best`).
+comparisons with the best, :func:`helpers.stats.possibly_best`). :func:`compare_with_published` says
+whether a paper's published difference agrees with our interval, only when that interval is narrow.
 
 The intervals cover seed pairs (training seed and drawn subset) on one fixed test set: they are
 conditional on the test images.
@@ -27,7 +28,37 @@ from helpers.longtail_types import RunRecord
 from helpers.runtime import quick_mode
 from helpers.stats import QUICK_VERDICT, holm_adjust, paired_difference, paired_p_value, possibly_best, verdict
 
-__all__ = ["ONE_PAIR_VERDICT", "paired_stats", "paired_table", "plain_ce_rises", "summarize", "val_best_set"]
+__all__ = [
+    "AGREEMENT_MARGIN", "ONE_PAIR_VERDICT", "compare_with_published", "paired_stats", "paired_table",
+    "plain_ce_rises", "summarize", "val_best_set",
+]  # fmt: skip
+
+#: Largest half-width (points of top-1 error) of our interval for which :func:`compare_with_published`
+#: calls a published difference consistent or not with it; a wider interval contains almost any value.
+AGREEMENT_MARGIN = 2.0
+
+
+def compare_with_published(paper: float, low: float, high: float, margin: float = AGREEMENT_MARGIN) -> str:
+    """Whether a published difference ``paper`` agrees with our interval ``[low, high]`` (same units).
+
+    ``"consistent"`` when ``low <= paper <= high`` and the half-width ``(high - low) / 2`` is below
+    ``margin``; ``"not consistent"`` when it lies outside such a narrow interval; ``"interval too wide
+    to compare (±H points)"`` when the half-width ``H`` is ``margin`` or more, wherever ``paper`` lies;
+    ``"-"`` when there is no interval (one seed pair: ``low`` or ``high`` is NaN).
+
+    Raises:
+        ValueError: if ``margin`` is not positive or ``low > high``.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be positive (points), got {margin}")
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    if low > high:
+        raise ValueError(f"low must not exceed high, got [{low}, {high}]")
+    half = (high - low) / 2
+    if half >= margin:
+        return f"interval too wide to compare (\u00b1{half:.1f} points)"
+    return "consistent" if low <= paper <= high else "not consistent"
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "few_recall",

@@ -97,8 +97,9 @@ class RunRecord:
         counts: training examples per class.
         seconds: training time; images_per_second: training throughput.
         diverged: the training loss became non-finite.
-        extra: run details (``config``, ``drw_start_epoch``, ``val_logits``, a post-hoc method's
-            chosen knob such as ``tau``...).
+        extra: run details (``config``, ``drw_start_epoch``, ``val_logits``, ``data_source``: ``"real"``,
+            ``"synthetic"`` for the CIFAR stand-in or ``"user tensors"``; a post-hoc method's chosen knob
+            such as ``tau``...).
         data_seed: seed of the long-tailed draw and of the validation split this run saw. Runs
             with the same ``(seed, data_seed)`` are paired.
     """

@@ -171,14 +171,33 @@ def _setting_key(config: dict) -> tuple:
     return (config["dataset"], config["profile"], float(config["imbalance"]))
 
 
+def _protocol_epochs(protocol: object) -> int | None:
+    """The epochs of the CIFAR protocol named ``protocol``, or None for an unknown name."""
+    from helpers.cifar import PROTOCOLS
+
+    return PROTOCOLS[protocol].epochs if protocol in PROTOCOLS else None
+
+
+def _reduced_budget(jobs: Iterable[dict]) -> bool:
+    """True when a job trained fewer epochs than its protocol's, or its epochs or protocol are unknown."""
+    for job in jobs:
+        full = _protocol_epochs(job.get("protocol"))
+        if full is None or job.get("epochs") is None or int(job["epochs"]) < full:
+            return True
+    return False
+
+
 def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str | Path | None = None) -> dict:
     """Merge the jobs' results files (and optionally a ``previous`` reproduction file) into ``out``.
 
     Files of one (dataset, profile, imbalance) become one experiment through
     :func:`helpers.results_store.merge_results` (their methods and seeds united, runs de-duplicated).
-    The output records ``kind``: ``"reproduction"`` only when every job ran on real data, else
-    ``"simulation"`` (any synthetic data or a ``simulation`` job), so a simulated file can never be
-    shown as a CIFAR result. Written atomically; returns the payload.
+    The output records ``kind``: ``"simulation"`` when any job ran on synthetic data or is a
+    ``simulation`` job, so a simulated file can never be shown as a CIFAR result; else
+    ``"reduced-budget"`` when any job trained fewer epochs than its protocol's
+    (:data:`helpers.cifar.PROTOCOLS`; the workflow's ``epochs`` input), so a shortened run is never
+    called a reproduction; ``"reproduction"`` only when every job ran on real data with its
+    protocol's full epochs. Written atomically; returns the payload.
 
     Raises:
         ValueError: when no file is given, or a file is not a complete results file with a ``job`` section.
@@ -207,9 +226,10 @@ def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str 
     experiments = [merge_results(groups[key]) for key in sorted(groups, key=rank)]
     jobs = [job for e in experiments for job in e.get("jobs", [])]
     simulated = any(job.get("simulation") or job.get("data_source") != "real" for job in jobs) or not jobs
+    kind = "simulation" if simulated else "reduced-budget" if _reduced_budget(jobs) else "reproduction"
     merged = {
         "format": FORMAT,
-        "kind": "simulation" if simulated else "reproduction",
+        "kind": kind,
         "merged_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "experiments": experiments,
     }
@@ -250,7 +270,9 @@ def _source(payload: dict, kind: str) -> str:
     budgets = sorted({str(j.get("epochs")) for j in jobs})
     devices = sorted({str(j.get("device")) for j in jobs})
     commits = sorted({str(j.get("git_commit", ""))[:7] for j in jobs})
-    data = "real data" if kind == "reproduction" else "SIMULATION, not a CIFAR result"
+    data = {"reproduction": "real data", "reduced-budget": "real data, REDUCED BUDGET, not a reproduction"}.get(
+        kind, "SIMULATION, not a CIFAR result"
+    )
     return (f"this book ({data}): protocol {'/'.join(protocols)}, {'/'.join(budgets)} epochs, "
             f"{'/'.join(devices)}, commit {'/'.join(commits)}")  # fmt: skip
 
@@ -262,9 +284,10 @@ def reproduction_table(path: str | Path) -> pd.DataFrame:
     (display name), ``Seeds``, ``Top-1 error % (95% CI)`` (mean of ``100 * (1 - accuracy)`` over the
     seeds with a Student-t interval; one seed shows no interval), ``Cao et al. 2019`` and
     ``Menon et al. 2021`` (the published error, ``-`` where the paper has none), and ``Source``
-    (protocol, epochs, device and commit of our runs, or ``SIMULATION`` when any job ran on the
-    synthetic stand-in or a tiny budget). Published rows exist for CIFAR-10-LT only
-    (:data:`helpers.cifar.PUBLISHED_ERRORS`).
+    (protocol, epochs, device and commit of our runs; ``SIMULATION`` when any job ran on the
+    synthetic stand-in or is a simulation job; ``REDUCED BUDGET`` when the runs are on real data but
+    some trained fewer epochs than their protocol's, so the row is not a reproduction of the paper's
+    number). Published rows exist for CIFAR-10-LT only (:data:`helpers.cifar.PUBLISHED_ERRORS`).
     """
     import pandas as pd
 
@@ -310,22 +333,33 @@ def sources_text(path: str | Path) -> str:
     jobs = _jobs(payload)
     runners = sorted({str(j.get("runner", {}).get("name", "unknown")) for j in jobs})
     data = sorted({str(j.get("data_source")) for j in jobs})
-    what = (
-        "a SIMULATION of the pipeline (synthetic stand-in or tiny budget): no number in it is a CIFAR result"
-        if payload["kind"] != "reproduction" else "a reproduction on real CIFAR"
-    )  # fmt: skip
+    what = {
+        "reproduction": "a reproduction on real CIFAR",
+        "reduced-budget": f"runs on real CIFAR with a REDUCED BUDGET ({_budget(jobs)}): not a reproduction of "
+        "the papers' numbers",
+    }.get(payload["kind"], "a SIMULATION of the pipeline (synthetic stand-in or tiny budget): no number in it is "
+          "a CIFAR result")  # fmt: skip
     return (f"{Path(path).name}: {what}; {len(jobs)} jobs merged at {payload['merged_at']}, data "
             f"{', '.join(data)}, runners {', '.join(runners)}. Published numbers: Cao et al. 2019 Table 2 and "
             "Menon et al. 2021 Table 2, typed in (helpers.cifar.PUBLISHED_ERRORS).")  # fmt: skip
 
 
+def _budget(jobs: Sequence[dict]) -> str:
+    """``'1 epoch(s) of protocol paper's 200'``: the epochs the jobs trained against their protocols'."""
+    parts = sorted({(str(j.get("protocol")), str(j.get("epochs"))) for j in jobs})
+    return "; ".join(f"{e} epoch(s) of protocol {p}'s {_protocol_epochs(p) or 'unknown'}" for p, e in parts)
+
+
 def short_status(path: str | Path) -> str:
-    """A few words for a summary: ``'not run yet'``, ``'a simulation only'`` or ``'N jobs (protocol p)'``."""
+    """A few words for a summary: ``'not run yet'``, ``'a simulation only'``, a reduced budget with its
+    epochs against the protocol's, or ``'N jobs on real CIFAR-LT, protocol p'``."""
     if not Path(path).exists():
         return "not run yet"
     payload = load_reproduction(path)
+    jobs = _jobs(payload)
+    if payload["kind"] == "reduced-budget":
+        return f"{len(jobs)} jobs on real CIFAR-LT with a reduced budget ({_budget(jobs)}): not a reproduction"
     if payload["kind"] != "reproduction":
         return "a simulation only (no CIFAR result)"
-    jobs = _jobs(payload)
     protocols = "/".join(sorted({str(j.get("protocol")) for j in jobs}))
     return f"{len(jobs)} jobs on real CIFAR-LT, protocol {protocols}, merged {payload['merged_at'][:10]}"

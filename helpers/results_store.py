@@ -13,7 +13,8 @@ completes. :class:`ResultsStore` does the bookkeeping:
 
 The file is JSON: ``config`` (the arguments that define the experiment), ``runs`` (one metrics row per
 run), ``curves`` (per-epoch histories), ``train_counts``, ``train_config``, ``drw_start_epoch``,
-``provenance`` (of the first session) with ``resumed`` (one provenance per later session) and
+``provenance`` (of the first session, with ``data_source``: ``"real"``, ``"synthetic"`` for the
+labelled CIFAR stand-in, or ``"user tensors"``) with ``resumed`` (one provenance per later session) and
 ``complete`` (all requested runs are in). :func:`read_results_json` reads it back as a table.
 
 Files of one experiment written in pieces (e.g. one file per method and seed, as the reproduction
@@ -140,6 +141,11 @@ class ResultsStore:
         self.payload["runs"].extend(_jsonable(r) for r in fresh)
         keys = {run_key(r) for r in fresh}
         for rec in records:
+            source = rec.extra.get("data_source")
+            if source is not None and self.payload["provenance"].get("data_source") not in (None, source):
+                self.payload["provenance"]["data_source"] = "mixed"  # never one label for real and stand-in runs
+            elif source is not None:
+                self.payload["provenance"]["data_source"] = source
             if (rec.method, rec.seed, rec.data_seed) in keys:
                 curve = {"method": rec.method, "seed": rec.seed, "data_seed": rec.data_seed}
                 self.payload["curves"].append(curve | {"history": _jsonable(rec.history)})
@@ -241,7 +247,9 @@ def read_results_json(path: str | Path) -> tuple[pd.DataFrame, dict]:
     Returns ``(table, meta)``: a ``pandas.DataFrame`` with one row per run (as
     :func:`helpers.experiments.run_experiment` returns) and a dict with the file's ``config``
     (dataset, protocol, methods, seeds...), ``provenance`` (date, torch version, device, git commit),
-    ``train_counts`` and ``complete`` (False while runs are missing, e.g. after an interruption), so
+    ``data_source`` (``"real"``, ``"synthetic"`` for the CIFAR stand-in, ``"user tensors"``, or
+    ``"unknown"`` for a file written before it was recorded), ``train_counts`` and ``complete``
+    (False while runs are missing, e.g. after an interruption), so
     that a notebook can show results produced elsewhere (e.g. on a GPU) labelled with where they came from.
 
     Raises:
@@ -255,6 +263,7 @@ def read_results_json(path: str | Path) -> tuple[pd.DataFrame, dict]:
     if missing:
         raise ValueError(f"{path} is not a results file of helpers.experiments (missing {missing})")
     meta = {k: payload[k] for k in ("config", "provenance")}
+    meta["data_source"] = payload["provenance"].get("data_source", "unknown")
     meta["train_counts"] = payload.get("train_counts")
     meta["complete"] = payload.get("complete", True)
     meta["resumed"] = payload.get("resumed", [])

@@ -134,6 +134,19 @@ def _flip_batch(x):
     return x.flip(-1) if torch.rand(()) < 2 else x
 
 
+def _flip_every_other(x):  # deterministic: no coin at all
+    return torch.where((torch.arange(x.shape[0]) % 2 == 0)[:, None, None, None], x.flip(-1), x)
+
+
+def _flip_first_half(x):  # deterministic: the first half of the batch
+    return torch.where((torch.arange(x.shape[0]) < x.shape[0] // 2)[:, None, None, None], x.flip(-1), x)
+
+
+def _flip_by_position(x):  # random, but the first half of the batch w.p. 0.9 and the rest w.p. 0.1
+    p = torch.where(torch.arange(x.shape[0]) < x.shape[0] // 2, 0.9, 0.1)
+    return torch.where((torch.rand(x.shape[0]) < p)[:, None, None, None], x.flip(-1), x)
+
+
 def _tune_on_test(train, grid, val, test):
     best = max(grid, key=lambda k: test.score(train(k)))
     return best, test.score(train(best))
@@ -233,6 +246,9 @@ PLANTED = [
     ("ch5-total", 12408, "rounded"),
     ("ch5-flip", _flip_height, "height"),
     ("ch5-flip", _flip_batch, "same decision"),
+    ("ch5-flip", _flip_every_other, "same images on every call"),
+    ("ch5-flip", _flip_first_half, "same images on every call"),
+    ("ch5-flip", _flip_by_position, "far more or far less often"),
     ("ch6-focal-value", -math.log(0.9), "modulating factor"),
     ("ch6-focal-value", -0.01 * math.log10(0.9), "natural logarithm"),
     ("ch6-focal-value", -0.81 * math.log(0.9), "(1 - p_t)**gamma"),

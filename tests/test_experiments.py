@@ -450,3 +450,42 @@ def test_cb_focal_sigmoid_keeps_its_last_bias_out_of_weight_decay():
     groups = make_optimizer(model, cfg).param_groups
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and groups[1]["params"][0] is model[2].bias
     assert METHODS["cb_focal_sigmoid"].decay_last_bias is False and METHODS["ce"].decay_last_bias is True
+
+
+def test_results_file_records_whether_the_data_was_real_or_the_synthetic_stand_in(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from helpers.results_store import read_results_json
+
+    def stand_in(*args, **kwargs):
+        spec = tiny_spec(*args, **kwargs)
+        return replace(spec, train=replace(spec.train, synthetic=True))
+
+    monkeypatch.setitem(DATASETS, "tiny", tiny_spec)
+    monkeypatch.setitem(DATASETS, "tiny_fake", stand_in)
+    argv = ["--imbalance", "4", "--methods", "ce,posthoc_la", "--seeds", "0", "--epochs", "1", "--no-progress"]
+    for dataset, source in (("tiny", "real"), ("tiny_fake", "synthetic")):
+        out = tmp_path / f"{dataset}.json"
+        assert main([*argv, "--dataset", dataset, "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["provenance"]["data_source"] == source
+        assert read_results_json(out)[1]["data_source"] == source
+        printed = capsys.readouterr().out
+        assert ("SYNTHETIC -- these numbers are NOT results" in printed) == (source == "synthetic")
+        assert f"(data: {source})" in printed
+
+
+def test_a_published_difference_is_called_consistent_only_within_a_narrow_interval():
+    from helpers.longtail_tables import AGREEMENT_MARGIN, compare_with_published
+
+    assert AGREEMENT_MARGIN == 2.0
+    assert compare_with_published(-4.5, -5.0, -3.0) == "consistent"  # half-width 1 point
+    assert compare_with_published(-1.0, -5.0, -3.0) == "not consistent"
+    # the reviewer's case: a 3-pair interval of +-24.6 points contains nearly anything; it says nothing
+    assert compare_with_published(-4.56, -34.6, 14.7) == "interval too wide to compare (\u00b124.6 points)"
+    assert compare_with_published(30.0, -34.6, 14.7).startswith("interval too wide")
+    assert compare_with_published(0.0, -1.0, 3.0, margin=2.0).startswith("interval too wide")  # exactly the margin
+    assert compare_with_published(0.0, math.nan, math.nan) == "-"
+    with pytest.raises(ValueError, match="margin"):
+        compare_with_published(0.0, -1.0, 1.0, margin=0.0)
+    with pytest.raises(ValueError, match="low"):
+        compare_with_published(0.0, 1.0, -1.0)

@@ -80,7 +80,8 @@ def _piece(methods, seeds, **config):
     return {"config": {"dataset": "cifar10", "profile": "exp", "imbalance": 100.0, "protocol": "quick",
                        "methods": methods, "seeds": seeds} | config,
             "runs": runs, "curves": [], "train_counts": [5, 1], "provenance": {"date": "d"}, "complete": True,
-            "job": {"id": f"{methods[0]}-{seeds}", "data_source": "real"}}  # fmt: skip
+            "job": {"id": f"{methods[0]}-{seeds}", "data_source": "real", "protocol": "paper",
+                    "epochs": 200}}  # fmt: skip
 
 
 def test_merge_results_unites_methods_and_seeds_and_keeps_a_run_once():
@@ -133,7 +134,7 @@ def test_merged_file_is_a_simulation_unless_every_job_ran_on_real_data(tmp_path)
     assert reproduction_table(tmp_path / "sim.json")["Source"].str.contains("SIMULATION").all()
     assert "SIMULATION" in sources_text(tmp_path / "sim.json") and "simulation" in short_status(tmp_path / "sim.json")
     assert "real CIFAR" in sources_text(tmp_path / "real.json")
-    assert short_status(tmp_path / "real.json").startswith("2 jobs on real CIFAR-LT, protocol None")
+    assert short_status(tmp_path / "real.json").startswith("2 jobs on real CIFAR-LT, protocol paper")
     assert sources_text(tmp_path / "absent.json") == NO_RESULTS_SENTENCE
     assert short_status(tmp_path / "absent.json") == "not run yet"
     raw = json.loads(parts[1].read_text())
@@ -259,3 +260,23 @@ def test_workflow_trains_on_real_data_only_and_merges_every_job():
         with pytest.raises(SystemExit) as exit_:  # an existing subcommand prints its help and exits with 0
             parser.parse_args([command, "--help"])
         assert exit_.value.code == 0, command
+
+
+def test_real_jobs_with_fewer_epochs_than_their_protocol_are_a_reduced_budget_not_a_reproduction(tmp_path):
+    parts = []
+    for seed in (0, 1, 2):  # real data, protocol paper (200 epochs) cut to 1 epoch by the workflow's input
+        piece = _piece(["ldam_drw"], [seed], protocol="paper", epochs=1)
+        piece["job"].update(id=f"cifar10-exp100-ldam_drw-s{seed}", epochs=1, simulation=False, device="cpu")
+        parts.append(tmp_path / f"j{seed}.json")
+        parts[-1].write_text(json.dumps(piece))
+    merged = merge_job_files(parts, tmp_path / "merged.json")
+    assert merged["kind"] == "reduced-budget"
+    status = short_status(tmp_path / "merged.json")
+    assert "reduced budget" in status and "1 epoch(s) of protocol paper's 200" in status
+    assert "not a reproduction" in status and "reproduction on real" not in sources_text(tmp_path / "merged.json")
+    assert reproduction_table(tmp_path / "merged.json")["Source"].str.contains("REDUCED BUDGET").all()
+    for part in parts:  # the protocol's full 200 epochs: a reproduction
+        piece = json.loads(part.read_text())
+        piece["job"]["epochs"] = 200
+        part.write_text(json.dumps(piece))
+    assert merge_job_files(parts, tmp_path / "full.json")["kind"] == "reproduction"
