@@ -28,6 +28,8 @@ name (and, for ``"random"`` and ``"optuna"``, its own ``seed``), and stops when 
 :func:`sensitivity` repeats a one-knob experiment over several seeds and summarises it as
 mean and (sample, ``ddof=1``) standard deviation per knob value. :func:`selection_bias` measures
 the optimism of reporting the score of the configuration that was chosen on the very same data.
+:func:`comparison_family` keeps, of several named paired comparisons, the ones a multiple-testing
+correction should count: distinct and between two different runs.
 
 Finally, :func:`l2_penalty` and :func:`l1_penalty` are the regularization terms one adds to a
 loss, and :func:`fraction_near_zero` measures the sparsity an L1 term induces.
@@ -59,6 +61,7 @@ __all__ = [
     "Trial",
     "STRATEGIES",
     "best_so_far",
+    "comparison_family",
     "fraction_near_zero",
     "grid_axes",
     "grid_points",
@@ -585,6 +588,34 @@ def selection_bias(
     sign = 1.0 if direction == "maximize" else -1.0
     bias = sign * (selected - fresh)
     return pd.DataFrame({"chosen": chosen, "selected_score": selected, "fresh_score": fresh, "bias": bias})
+
+
+def comparison_family(pairs: Mapping[str, tuple[Any, Any]]) -> dict[str, str | None]:
+    """Which named comparisons ``a - b`` a multiple-testing family (e.g. Holm's) should count.
+
+    ``pairs`` maps a comparison's name to the two settings it compares, ``(a, b)``, each a hashable
+    key of one training setting (runs with equal keys are the same runs). A comparison with
+    ``a == b`` compares a run with itself: its difference is exactly 0, and counting it in a family
+    only inflates the correction. A comparison whose ``(a, b)`` repeats an earlier one's is the same
+    test twice. Returns, in the input order, each name mapped to:
+
+    * ``None`` when ``a == b`` (not a test);
+    * the name of the first comparison with the same ``(a, b)`` (itself when it is the first).
+
+    The family is ``[n for n, r in result.items() if r == n]``; a repeated comparison takes the
+    verdict of the one it repeats.
+
+    Raises:
+        ValueError: if a value of ``pairs`` is not a pair.
+    """
+    first: dict[tuple[Any, Any], str] = {}
+    out: dict[str, str | None] = {}
+    for name, pair in pairs.items():
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError(f"pairs[{name!r}] must be a pair (a, b) of setting keys, got {pair!r}")
+        a, b = pair
+        out[name] = None if a == b else first.setdefault((a, b), name)
+    return out
 
 
 def random_halves(n: int, n_splits: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

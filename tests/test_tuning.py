@@ -13,6 +13,7 @@ from helpers.tuning import (
     FloatRange,
     IntRange,
     best_so_far,
+    comparison_family,
     fraction_near_zero,
     grid_axes,
     grid_points,
@@ -320,6 +321,23 @@ def test_selection_bias_is_positive_for_pure_noise():
     select, report = rng.normal(size=(4000, 10)), rng.normal(size=(4000, 10))
     bias = selection_bias(select, report)["bias"]
     assert bias.mean() == pytest.approx(1.5388, abs=0.05)  # E[max of 10 standard normals]
+
+
+def test_comparison_family_drops_self_comparisons_and_repeats():
+    pairs = {
+        "focal": (("focal", 2.0), ("ce", None)),
+        "kept": (("ce", None), ("ce", None)),  # validation kept the value: the same run twice
+        "la": (("la", 1.0), ("ce", None)),
+        "la again": (("la", 1.0), ("ce", None)),  # the same comparison under another name
+        "reversed": (("ce", None), ("la", 1.0)),  # a different (signed) comparison
+    }
+    reps = comparison_family(pairs)
+    assert list(reps) == list(pairs)
+    assert reps == {"focal": "focal", "kept": None, "la": "la", "la again": "la", "reversed": "reversed"}
+    assert [n for n, r in reps.items() if r == n] == ["focal", "la", "reversed"]
+    assert comparison_family({}) == {}
+    with pytest.raises(ValueError, match="pairs"):
+        comparison_family({"x": ("a",)})
 
 
 def test_random_halves():
