@@ -29,7 +29,7 @@ name (and, for ``"random"`` and ``"optuna"``, its own ``seed``), and stops when 
 mean and (sample, ``ddof=1``) standard deviation per knob value. :func:`selection_bias` measures
 the optimism of reporting the score of the configuration that was chosen on the very same data.
 :func:`comparison_family` keeps, of several named paired comparisons, the ones a multiple-testing
-correction should count: distinct and between two different runs.
+correction should count: between two different runs, and not a repeat (a reversed pair included).
 
 Finally, :func:`l2_penalty` and :func:`l1_penalty` are the regularization terms one adds to a
 loss, and :func:`fraction_near_zero` measures the sparsity an L1 term induces.
@@ -590,31 +590,57 @@ def selection_bias(
     return pd.DataFrame({"chosen": chosen, "selected_score": selected, "fresh_score": fresh, "bias": bias})
 
 
-def comparison_family(pairs: Mapping[str, tuple[Any, Any]]) -> dict[str, str | None]:
+def _has_nan(key: Any) -> bool:
+    if isinstance(key, (float, np.floating)):
+        return bool(np.isnan(key))
+    if isinstance(key, (tuple, frozenset)):
+        return any(_has_nan(k) for k in key)
+    return False
+
+
+def comparison_family(pairs: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[str, int] | None]:
     """Which named comparisons ``a - b`` a multiple-testing family (e.g. Holm's) should count.
 
     ``pairs`` maps a comparison's name to the two settings it compares, ``(a, b)``, each a hashable
-    key of one training setting (runs with equal keys are the same runs). A comparison with
-    ``a == b`` compares a run with itself: its difference is exactly 0, and counting it in a family
-    only inflates the correction. A comparison whose ``(a, b)`` repeats an earlier one's is the same
-    test twice. Returns, in the input order, each name mapped to:
+    key of one training setting (runs with equal keys are the same runs; keys are compared with
+    ``==``, so ``0.30000000000000004`` and ``0.3`` are two settings: canonicalise keys first). A
+    comparison with ``a == b`` compares a run with itself: its difference is exactly 0, and counting
+    it in a family only inflates the correction. A comparison of the same two runs as an earlier one
+    is the same test twice, whichever way round: the paired differences of ``b - a`` are those of
+    ``a - b`` negated, so a paired t-test gives them the same p-value. Returns, in the input order,
+    each name mapped to:
 
     * ``None`` when ``a == b`` (not a test);
-    * the name of the first comparison with the same ``(a, b)`` (itself when it is the first).
+    * ``(first, sign)``: ``first`` the name of the first comparison of the same two runs (itself
+      when it is the first), ``sign`` ``+1`` when it compares them in the same order and ``-1`` when
+      reversed (its difference is ``-1`` times the first one's).
 
-    The family is ``[n for n, r in result.items() if r == n]``; a repeated comparison takes the
-    verdict of the one it repeats.
+    The family is ``[n for n, r in result.items() if r is not None and r[0] == n]``; a repeated
+    comparison takes the verdict of the one it repeats, mirrored when ``sign`` is ``-1``.
 
     Raises:
-        ValueError: if a value of ``pairs`` is not a pair.
+        ValueError: if a value of ``pairs`` is not a pair, or a setting key is unhashable or holds
+            a NaN (``nan != nan``, so a NaN key could not name one run).
     """
     first: dict[tuple[Any, Any], str] = {}
-    out: dict[str, str | None] = {}
+    out: dict[str, tuple[str, int] | None] = {}
     for name, pair in pairs.items():
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise ValueError(f"pairs[{name!r}] must be a pair (a, b) of setting keys, got {pair!r}")
+        for key in pair:
+            try:
+                hash(key)
+            except TypeError:
+                raise ValueError(f"pairs[{name!r}] holds an unhashable setting key {key!r}") from None
+            if _has_nan(key):
+                raise ValueError(f"pairs[{name!r}] holds a setting key with a NaN, {key!r}")
         a, b = pair
-        out[name] = None if a == b else first.setdefault((a, b), name)
+        if a == b:
+            out[name] = None
+        elif (b, a) in first:
+            out[name] = (first[(b, a)], -1)
+        else:
+            out[name] = (first.setdefault((a, b), name), 1)
     return out
 
 

@@ -329,15 +329,42 @@ def test_comparison_family_drops_self_comparisons_and_repeats():
         "kept": (("ce", None), ("ce", None)),  # validation kept the value: the same run twice
         "la": (("la", 1.0), ("ce", None)),
         "la again": (("la", 1.0), ("ce", None)),  # the same comparison under another name
-        "reversed": (("ce", None), ("la", 1.0)),  # a different (signed) comparison
+        "reversed": (("ce", None), ("la", 1.0)),  # the same test, sign flipped
+        "int": (("la", 1), ("ce", None)),  # 1 == 1.0: the same setting
     }
     reps = comparison_family(pairs)
     assert list(reps) == list(pairs)
-    assert reps == {"focal": "focal", "kept": None, "la": "la", "la again": "la", "reversed": "reversed"}
-    assert [n for n, r in reps.items() if r == n] == ["focal", "la", "reversed"]
+    assert reps == {
+        "focal": ("focal", 1),
+        "kept": None,
+        "la": ("la", 1),
+        "la again": ("la", 1),
+        "reversed": ("la", -1),
+        "int": ("la", 1),
+    }
+    assert [n for n, r in reps.items() if r is not None and r[0] == n] == ["focal", "la"]
     assert comparison_family({}) == {}
     with pytest.raises(ValueError, match="pairs"):
         comparison_family({"x": ("a",)})
+    with pytest.raises(ValueError, match="pairs"):
+        comparison_family({"x": ["a", "b"]})
+
+
+def test_comparison_family_reversed_pair_has_the_same_p_value():
+    # Why a reversed pair is a repeat: the paired t-test of b - a has the p-value of a - b.
+    from helpers.stats import paired_p_value
+
+    a, b = np.array([0.91, 0.88, 0.93, 0.90]), np.array([0.89, 0.88, 0.90, 0.86])
+    assert paired_p_value(a, b) == pytest.approx(paired_p_value(b, a))
+
+
+def test_comparison_family_rejects_keys_that_cannot_name_a_run():
+    nan = float("nan")
+    for pairs in ({"x": (nan, nan)}, {"x": (("la", nan), ("la", nan))}, {"x": (("la", nan), "ce")}):
+        with pytest.raises(ValueError, match="NaN"):
+            comparison_family(pairs)
+    with pytest.raises(ValueError, match="unhashable"):
+        comparison_family({"x": (["la"], "ce")})
 
 
 def test_random_halves():
