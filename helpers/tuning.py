@@ -503,11 +503,14 @@ def run_search(
                 bar.close()
     finally:
         optuna.logging.set_verbosity(previous)
-    done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
-                  key=lambda t: t.number)
+    done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number)
     trials = [
-        Trial(number=i, params=dict(t.params), value=float(t.value),
-              seconds=t.duration.total_seconds() if t.duration is not None else math.nan)
+        Trial(
+            number=i,
+            params=dict(t.params),
+            value=float(t.value),
+            seconds=t.duration.total_seconds() if t.duration is not None else math.nan,
+        )
         for i, t in enumerate(done)
     ]
     return SearchResult(strategy=strategy, direction=direction, trials=trials, study=study)

@@ -131,8 +131,11 @@ def test_each_strategy_spends_the_budget_and_reports_the_best(strategy):
 
 def test_every_strategy_is_an_optuna_sampler():
     optuna = pytest.importorskip("optuna")
-    expected = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.RandomSampler,
-                "optuna": optuna.samplers.TPESampler}
+    expected = {
+        "grid": optuna.samplers.GridSampler,
+        "random": optuna.samplers.RandomSampler,
+        "optuna": optuna.samplers.TPESampler,
+    }
     for strategy, kind in expected.items():
         assert isinstance(make_sampler(strategy, SPACE, 8), kind)
         assert isinstance(run_search(strategy, bowl, SPACE, 2).study.sampler, kind)
