@@ -540,7 +540,8 @@ MISTAKES_CH4_COUNTS = [
 def _counts_allowed(n_max: int, num_classes: int, rho: float) -> list[set[int]]:
     """Each class's accepted count: the floor of the exact value (50 digits), or either integer next to
     a value within 1e-9 (relative) of an integer, where float rounding decides the floor (an equal
-    formula through exp/log gives 49 where ``rho ** (-i / (C - 1))`` gives 50)."""
+    formula through exp/log gives 49 where ``rho ** (-i / (C - 1))`` gives 50). Class 0 has exactly
+    ``n_max``."""
     with decimal.localcontext() as ctx:
         ctx.prec = 50
         allowed = []
@@ -549,7 +550,10 @@ def _counts_allowed(n_max: int, num_classes: int, rho: float) -> list[set[int]]:
             value = decimal.Decimal(n_max) * decimal.Decimal(repr(float(rho))) ** exponent
             nearest = value.to_integral_value()
             near = abs(value - nearest) <= decimal.Decimal("1e-9") * max(1, nearest)
-            allowed.append({int(nearest) - 1, int(nearest)} if near else {int(value)})
+            if i == 0:  # rho ** 0 == 1 in every formula: the head class has exactly n_max
+                allowed.append({n_max})
+            else:
+                allowed.append({int(nearest) - 1, int(nearest)} if near else {int(value)})
     return allowed
 
 

@@ -30,7 +30,7 @@ from helpers.stats import QUICK_VERDICT, holm_adjust, paired_difference, paired_
 
 __all__ = [
     "AGREEMENT_MARGIN", "ONE_PAIR_VERDICT", "compare_with_published", "paired_stats", "paired_table",
-    "plain_ce_rises", "summarize", "val_best_set",
+    "plain_ce_rises", "planned_epochs", "summarize", "val_best_set",
 ]  # fmt: skip
 
 #: Largest half-width (points of top-1 error) of our interval for which :func:`compare_with_published`
@@ -87,6 +87,19 @@ def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanc
 ONE_PAIR_VERDICT = "cannot be judged from a single pair of runs"
 
 
+def planned_epochs(run: RunRecord) -> int:
+    """The run's planned number of epochs: ``run.extra["config"]["epochs"]``, else the history's length.
+
+    A run that diverged stops early, so its history can be shorter than the plan; the runner
+    (:mod:`helpers.longtail_runner`) records the config in ``run.extra["config"]``.
+    """
+    config = run.extra.get("config") or {}
+    epochs = int(config["epochs"]) if "epochs" in config else len(run.history.get("train_ce", []))
+    if epochs < 1:
+        raise ValueError(f"run.extra['config']['epochs'] must be >= 1 (or a non-empty history), got {epochs}")
+    return epochs
+
+
 def plain_ce_rises(run: RunRecord) -> tuple[int, int]:
     """Rises of the plain training cross-entropy from one epoch to the next: ``(elsewhere, at_switch)``.
 
@@ -95,7 +108,8 @@ def plain_ce_rises(run: RunRecord) -> tuple[int, int]:
     ``["drw_fraction"]``, :mod:`helpers.longtail_runner`) and ``e`` is the epoch holding the switch step
     or, when the switch falls inside an epoch, the first epoch wholly after it: those epochs' means
     change because the loss was designed to change. Every other rise counts as *elsewhere*. A run
-    without a switch has ``at_switch == 0``.
+    without a switch has ``at_switch == 0``. Steps per epoch come from the planned number of epochs
+    (:func:`planned_epochs`), not from the history, which is short when a diverged run stopped early.
     """
     ce = [float(v) for v in run.history.get("train_ce", [])]
     switch: set[int] = set()
@@ -106,7 +120,7 @@ def plain_ce_rises(run: RunRecord) -> tuple[int, int]:
         if start == 0 or not ce:
             switch = {0}
         else:
-            steps_per_epoch = round(start / fraction) // len(ce)
+            steps_per_epoch = round(start / fraction) // planned_epochs(run)
             epoch, offset = divmod(start, steps_per_epoch)
             switch = {epoch, epoch + 1} if offset else {epoch}
     rises = [e for e in range(1, len(ce)) if ce[e] > ce[e - 1]]

@@ -20,3 +20,9 @@ def test_counts_reference_passes_and_mistakes_fail():
     assert not off_by_one.passed
     floats = check("ch4-counts", lambda n, c, r: [n * r ** (-i / (c - 1)) for i in range(c)], quiet=True)
     assert not floats.passed
+
+
+def test_ceil_minus_one_fails_at_the_head_class():
+    # ceil(x) - 1 equals the floor except where x is an integer: class 0 (exactly n_max) and a few tails
+    answer = lambda n, c, r: [math.ceil(n * r ** (-i / (c - 1))) - 1 for i in range(c)]  # noqa: E731
+    assert not check("ch4-counts", answer, quiet=True).passed

@@ -38,3 +38,12 @@ def test_switch_inside_an_epoch_covers_the_next_epoch_too():
 def test_bad_switch_record_raises():
     with pytest.raises(ValueError, match="drw_fraction"):
         plain_ce_rises(_run([1.0, 0.9], drw_start_step=10, drw_fraction=0.0))
+
+
+def test_a_diverged_run_keeps_the_switch_where_the_config_puts_it():
+    # planned 5 epochs of 39 steps, DRW from step 156 (epoch 4); the run diverged after 2 epochs,
+    # so its rise into epoch 1 came before the switch
+    run = _run([1.0, 1.1], drw_start_step=156, drw_fraction=156 / 195, config={"epochs": 5})
+    assert plain_ce_rises(run) == (1, 0)
+    run = _run([1.0, 1.1, float("inf")], drw_start_step=156, drw_fraction=156 / 195, config={"epochs": 5})
+    assert plain_ce_rises(run) == (2, 0)

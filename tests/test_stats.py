@@ -151,3 +151,16 @@ def test_bootstrap_stays_in_the_feasible_range_when_a_run_collapses():
     assert boot.low >= (collapsed - ce).min() - 1e-12 and boot.high <= (collapsed - ce).max() + 1e-12
     median, failures, n = median_and_failures(collapsed, ce, collapsed < 0.2)
     assert median == pytest.approx(0.01) and (failures, n) == (1, 3)
+
+
+def test_sign_test_p_is_exact_binomial():
+    from scipy.stats import binomtest
+
+    from helpers.stats import sign_test_p
+
+    assert sign_test_p([1, 2, 3, 4, 5], [0] * 5) == (0.0625, 5, 5)  # 5 of 5: never below 0.05
+    assert sign_test_p([0.1, 0.2, 0.0], [0.0, 0.0, 0.0])[1:] == (2, 2)  # the tie is dropped
+    assert sign_test_p([0.0], [0.0])[0] == 1.0
+    for k in range(8):
+        d = [1.0] * k + [-1.0] * (7 - k)
+        assert abs(sign_test_p(d, [0.0] * 7)[0] - binomtest(k, 7).pvalue) < 1e-12
