@@ -515,3 +515,23 @@ def test_a_published_difference_with_the_same_true_effect_is_rarely_called_not_c
         verdicts.append(compare_with_published(paper, ci.low, ci.high, 5, paper_runs=1))
     assert np.mean([v.startswith("interval too wide") for v in verdicts]) < 0.01
     assert abs(np.mean([v == "not consistent" for v in verdicts]) - 0.05) < 0.015
+
+
+def test_resuming_a_file_without_a_data_source_never_labels_its_old_runs_real(tmp_path):
+    """A file written before data_source existed: adding a real run makes it "mixed", not "real"."""
+    from helpers.longtail_types import RunRecord
+    from helpers.results_store import ResultsStore
+
+    path, config = tmp_path / "old.json", {"dataset": "cifar10", "methods": ["ce"], "seeds": [0, 1]}
+    row = {"method": "ce", "seed": 0, "data_seed": 0, "accuracy": 0.5}
+    old = ResultsStore(path, config, provenance={"date": "before data_source"})
+    old.add([row])  # no record, so no source: the file has a run and no data_source
+    assert "data_source" not in json.loads(path.read_text())["provenance"]
+    resumed = ResultsStore(path, config, provenance={"date": "now"})
+    record = RunRecord("ce", 1, {}, {}, torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), [1, 1],
+                       extra={"data_source": "real"}, data_seed=1)  # fmt: skip
+    resumed.add([row | {"seed": 1, "data_seed": 1}], [record])
+    assert json.loads(path.read_text())["provenance"]["data_source"] == "mixed"
+    fresh = ResultsStore(tmp_path / "new.json", config, provenance={"date": "now"})
+    fresh.add([row | {"seed": 1, "data_seed": 1}], [record])  # a new file of real runs stays "real"
+    assert json.loads((tmp_path / "new.json").read_text())["provenance"]["data_source"] == "real"
