@@ -188,7 +188,7 @@ def _departures(jobs: Iterable[dict]) -> str:
     full = _protocol_epochs("paper")
     parts = set()
     for job in jobs:
-        protocol, epochs, n_max = job.get("protocol"), job.get("epochs"), job.get("n_max")
+        protocol, epochs, n_max = job.get("protocol"), job.get("epochs"), job.get("n_max", "unknown")
         if protocol != "paper" or epochs is None or int(epochs) != full or n_max is not None:
             words = [f"protocol {protocol if protocol is not None else 'unknown'}",
                      f"{epochs if epochs is not None else 'unknown'} epochs"]  # fmt: skip

@@ -81,7 +81,7 @@ def _piece(methods, seeds, **config):
                        "methods": methods, "seeds": seeds} | config,
             "runs": runs, "curves": [], "train_counts": [5, 1], "provenance": {"date": "d"}, "complete": True,
             "job": {"id": f"{methods[0]}-{seeds}", "data_source": "real", "protocol": "paper",
-                    "epochs": 200}}  # fmt: skip
+                    "epochs": 200, "n_max": None}}  # fmt: skip
 
 
 def test_merge_results_unites_methods_and_seeds_and_keeps_a_run_once():
@@ -298,3 +298,8 @@ def test_real_jobs_with_the_papers_protocol_are_a_reproduction(tmp_path):
     parts[0].write_text(json.dumps(piece))
     assert merge_job_files(parts, tmp_path / "unknown.json")["kind"] == "off-protocol"
     assert "unknown epochs" in short_status(tmp_path / "unknown.json")
+    piece["job"]["epochs"] = 200
+    del piece["job"]["n_max"]  # nor is an unknown cap on the images per class
+    parts[0].write_text(json.dumps(piece))
+    assert merge_job_files(parts, tmp_path / "no_cap.json")["kind"] == "off-protocol"
+    assert "n_max unknown" in short_status(tmp_path / "no_cap.json")
