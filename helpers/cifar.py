@@ -781,6 +781,10 @@ _add(
     (("exp", 100),),
 )
 
+#: Runs behind each published number: Cao et al. report single runs, Menon et al. the mean of 5 runs
+#: (their Table 2 caption); :func:`helpers.longtail_tables.compare_with_published` uses it as ``paper_runs``.
+PUBLISHED_RUNS: dict[str, int] = {"cao2019ldam": 1, "menon2021logitadjustment": 5}
+
 #: Which of our method names each published row corresponds to (None: not run here).
 PUBLISHED_METHOD_KEYS: dict[str, str | None] = {
     "ERM (ce)": "ce",
@@ -830,6 +834,7 @@ __all__ = [
     "PROTOCOLS",
     "PROTOCOL_DIFFERENCES",
     "PUBLISHED_ERRORS",
+    "PUBLISHED_RUNS",
     "Protocol",
     "RandomCropFlip",
     "ResNet32",

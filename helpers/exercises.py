@@ -763,11 +763,23 @@ def _ch5_flip(answer: Callable) -> str:
         if torch.equal(first, pattern(seeds[1])):  # a fair coin repeats 128 flips w.p. 2**-128
             raise _Wrong("your answer mirrors the same images on every call: the coins must be random "
                          "(e.g. torch.rand), drawn afresh on each call.")  # fmt: skip
-        # each image's own frequency over 64 calls: Binomial(64, 0.5) leaves [10, 54] w.p. 3e-8 per image
-        share = torch.stack([pattern(s) for s in seeds[2:]]).double().mean(0)
+        calls = torch.stack([pattern(s) for s in seeds[2:]]).double()  # (64 calls, 128 images)
+        # all 8192 coins pooled: a fair coin's share leaves 0.5 +- 0.025 w.p. 6e-6
+        if abs(calls.mean().item() - 0.5) >= 0.025:
+            raise _Wrong(f"over many calls {calls.mean().item():.0%} of the images were mirrored: each image "
+                         "needs a fair coin, mirrored with probability 0.5 (e.g. torch.rand(N) < 0.5).")  # fmt: skip
+        # each image's own frequency over 64 calls: Binomial(64, 0.5) leaves [10, 54] w.p. 3.5e-9 per image
+        share = calls.mean(0)
         if not ((share >= 10 / 64) & (share <= 54 / 64)).all():
             raise _Wrong("some images are mirrored far more or far less often than half the time over many "
                          "calls: give every image the same fair coin, whatever its position in the batch.")  # fmt: skip
+        # independent calls: an image is mirrored on two consecutive calls a quarter of the time (63 x 128
+        # pairs of calls; a fair, independent coin leaves [0.2, 0.3] w.p. about 1e-15, normal approximation)
+        both = (calls[1:] * calls[:-1]).mean().item()
+        if not 0.2 <= both <= 0.3:
+            raise _Wrong(f"an image was mirrored on two consecutive calls {both:.0%} of the time, not about 25%: "
+                         "the coins of one call must not depend on the previous call's (no counter or "
+                         "alternation); draw them afresh from the random generator.")  # fmt: skip
     return "each image unchanged or mirrored along its width, a fresh fair coin per image on each call."
 
 

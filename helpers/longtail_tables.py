@@ -6,7 +6,7 @@ Student-t interval over the pairs (:mod:`helpers.stats`); its verdicts are Holm-
 methods of the table (a page that draws several verdicts keeps the chance of any false one at 5%).
 :func:`val_best_set` names the methods that may be the best on the *validation* set (Hsu's multiple
 comparisons with the best, :func:`helpers.stats.possibly_best`). :func:`compare_with_published` says
-whether a paper's published difference agrees with our interval, only when that interval is narrow.
+whether a paper's published difference agrees with our prediction interval for it, only when that is narrow.
 
 The intervals cover seed pairs (training seed and drawn subset) on one fixed test set: they are
 conditional on the test images.
@@ -38,27 +38,44 @@ __all__ = [
 AGREEMENT_MARGIN = 2.0
 
 
-def compare_with_published(paper: float, low: float, high: float, margin: float = AGREEMENT_MARGIN) -> str:
-    """Whether a published difference ``paper`` agrees with our interval ``[low, high]`` (same units).
+def compare_with_published(paper: float, low: float, high: float, n_pairs: int, paper_runs: int | None = None,
+                           margin: float = AGREEMENT_MARGIN) -> str:  # fmt: skip
+    """Whether a published difference ``paper`` agrees with our t-interval ``[low, high]`` over ``n_pairs`` pairs.
 
-    ``"consistent"`` when ``low <= paper <= high`` and the half-width ``(high - low) / 2`` is below
-    ``margin``; ``"not consistent"`` when it lies outside such a narrow interval; ``"interval too wide
-    to compare (±H points)"`` when the half-width ``H`` is ``margin`` or more, wherever ``paper`` lies;
-    ``"-"`` when there is no interval (one seed pair: ``low`` or ``high`` is NaN).
+    The published difference is itself noisy: one run (Cao et al.) or a mean of ``paper_runs`` runs
+    (Menon et al.: 5). So it is compared with the *prediction* interval for such a number,
+    ``mean ± t * s * sqrt(1/n + 1/m)`` with ``n = n_pairs``, ``m = paper_runs`` and ``s`` the spread of
+    our paired differences; from our interval's half-width ``h = t * s / sqrt(n)`` that is
+    ``mean ± h * sqrt(1 + n/m)`` (same level, same t). ``"consistent"`` when ``paper`` lies inside it
+    and its half-width ``H`` is below ``margin``; ``"not consistent"`` when it lies outside such a
+    narrow interval; ``"interval too wide to compare (±H points)"`` when ``H >= margin``;
+    ``"cannot judge (our interval has zero width)"`` when ``low == high`` (no spread over our pairs);
+    ``"-"`` when ``paper``, ``low`` or ``high`` is NaN (no published number, or one seed pair). With
+    ``paper_runs`` None (not known) ``m = 1`` is used and the verdict says so.
 
     Raises:
-        ValueError: if ``margin`` is not positive or ``low > high``.
+        ValueError: if ``margin`` is not positive, ``low > high``, ``n_pairs < 2`` with an interval, or
+            ``paper_runs < 1``.
     """
     if not margin > 0:
         raise ValueError(f"margin must be positive (points), got {margin}")
-    if math.isnan(low) or math.isnan(high):
+    if paper_runs is not None and paper_runs < 1:
+        raise ValueError(f"paper_runs must be a positive count or None, got {paper_runs}")
+    if math.isnan(paper) or math.isnan(low) or math.isnan(high):
         return "-"
     if low > high:
         raise ValueError(f"low must not exceed high, got [{low}, {high}]")
-    half = (high - low) / 2
+    if n_pairs < 2:
+        raise ValueError(f"n_pairs must be at least 2 for an interval, got {n_pairs}")
+    if high == low:
+        return "cannot judge (our interval has zero width)"
+    runs = 1 if paper_runs is None else paper_runs
+    half = (high - low) / 2 * math.sqrt(1 + n_pairs / runs)
+    note = " (the paper's run count is unknown: taken as 1)" if paper_runs is None else ""
     if half >= margin:
-        return f"interval too wide to compare (\u00b1{half:.1f} points)"
-    return "consistent" if low <= paper <= high else "not consistent"
+        return f"interval too wide to compare (\u00b1{half:.1f} points){note}"
+    inside = abs(paper - (low + high) / 2) <= half
+    return ("consistent" if inside else "not consistent") + note
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "few_recall",

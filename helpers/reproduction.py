@@ -178,13 +178,24 @@ def _protocol_epochs(protocol: object) -> int | None:
     return PROTOCOLS[protocol].epochs if protocol in PROTOCOLS else None
 
 
-def _reduced_budget(jobs: Iterable[dict]) -> bool:
-    """True when a job trained fewer epochs than its protocol's, or its epochs or protocol are unknown."""
+def _departures(jobs: Iterable[dict]) -> str:
+    """How the jobs depart from the paper's protocol, e.g. ``'protocol gpu-fast, 40 epochs'``; ``''`` when none does.
+
+    A job follows the paper's protocol only when its ``protocol`` is ``"paper"``, its ``epochs`` are that
+    protocol's (:data:`helpers.cifar.PROTOCOLS`, 200) and its ``n_max`` is None (no cap on the images
+    per class); a missing field counts as a departure ("unknown").
+    """
+    full = _protocol_epochs("paper")
+    parts = set()
     for job in jobs:
-        full = _protocol_epochs(job.get("protocol"))
-        if full is None or job.get("epochs") is None or int(job["epochs"]) < full:
-            return True
-    return False
+        protocol, epochs, n_max = job.get("protocol"), job.get("epochs"), job.get("n_max", "unknown")
+        if protocol != "paper" or epochs is None or int(epochs) != full or n_max is not None:
+            words = [f"protocol {protocol if protocol is not None else 'unknown'}",
+                     f"{epochs if epochs is not None else 'unknown'} epochs"]  # fmt: skip
+            if n_max is not None:
+                words.append(f"n_max {n_max}")
+            parts.add(", ".join(words))
+    return "; ".join(sorted(parts))
 
 
 def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str | Path | None = None) -> dict:
@@ -194,10 +205,11 @@ def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str 
     :func:`helpers.results_store.merge_results` (their methods and seeds united, runs de-duplicated).
     The output records ``kind``: ``"simulation"`` when any job ran on synthetic data or is a
     ``simulation`` job, so a simulated file can never be shown as a CIFAR result; else
-    ``"reduced-budget"`` when any job trained fewer epochs than its protocol's
-    (:data:`helpers.cifar.PROTOCOLS`; the workflow's ``epochs`` input), so a shortened run is never
-    called a reproduction; ``"reproduction"`` only when every job ran on real data with its
-    protocol's full epochs. Written atomically; returns the payload.
+    ``"off-protocol"`` when any job departs from the paper's protocol (another protocol such as
+    ``gpu-fast``, epochs other than its 200 (the workflow's ``epochs`` input), an ``n_max`` cap, or
+    any of these unknown), so such a run is never called a reproduction; ``"reproduction"`` only when
+    every job ran on real data with protocol ``paper``, 200 epochs and no ``n_max``. Written
+    atomically; returns the payload.
 
     Raises:
         ValueError: when no file is given, or a file is not a complete results file with a ``job`` section.
@@ -226,7 +238,7 @@ def merge_job_files(paths: Iterable[str | Path], out: str | Path, previous: str 
     experiments = [merge_results(groups[key]) for key in sorted(groups, key=rank)]
     jobs = [job for e in experiments for job in e.get("jobs", [])]
     simulated = any(job.get("simulation") or job.get("data_source") != "real" for job in jobs) or not jobs
-    kind = "simulation" if simulated else "reduced-budget" if _reduced_budget(jobs) else "reproduction"
+    kind = "simulation" if simulated else "off-protocol" if _departures(jobs) else "reproduction"
     merged = {
         "format": FORMAT,
         "kind": kind,
@@ -270,7 +282,7 @@ def _source(payload: dict, kind: str) -> str:
     budgets = sorted({str(j.get("epochs")) for j in jobs})
     devices = sorted({str(j.get("device")) for j in jobs})
     commits = sorted({str(j.get("git_commit", ""))[:7] for j in jobs})
-    data = {"reproduction": "real data", "reduced-budget": "real data, REDUCED BUDGET, not a reproduction"}.get(
+    data = {"reproduction": "real data", "off-protocol": "real data, NOT THE PAPER'S PROTOCOL, not a reproduction"}.get(
         kind, "SIMULATION, not a CIFAR result"
     )
     return (f"this book ({data}): protocol {'/'.join(protocols)}, {'/'.join(budgets)} epochs, "
@@ -285,9 +297,10 @@ def reproduction_table(path: str | Path) -> pd.DataFrame:
     seeds with a Student-t interval; one seed shows no interval), ``Cao et al. 2019`` and
     ``Menon et al. 2021`` (the published error, ``-`` where the paper has none), and ``Source``
     (protocol, epochs, device and commit of our runs; ``SIMULATION`` when any job ran on the
-    synthetic stand-in or is a simulation job; ``REDUCED BUDGET`` when the runs are on real data but
-    some trained fewer epochs than their protocol's, so the row is not a reproduction of the paper's
-    number). Published rows exist for CIFAR-10-LT only (:data:`helpers.cifar.PUBLISHED_ERRORS`).
+    synthetic stand-in or is a simulation job; ``NOT THE PAPER'S PROTOCOL`` when the runs are on real
+    data but some depart from the paper's protocol (another protocol, other epochs, an ``n_max`` cap, or
+    unknown), so the row is not a reproduction of the paper's number). Published rows exist for
+    CIFAR-10-LT only (:data:`helpers.cifar.PUBLISHED_ERRORS`).
     """
     import pandas as pd
 
@@ -335,8 +348,8 @@ def sources_text(path: str | Path) -> str:
     data = sorted({str(j.get("data_source")) for j in jobs})
     what = {
         "reproduction": "a reproduction on real CIFAR",
-        "reduced-budget": f"runs on real CIFAR with a REDUCED BUDGET ({_budget(jobs)}): not a reproduction of "
-        "the papers' numbers",
+        "off-protocol": f"runs on real CIFAR, NOT THE PAPER'S PROTOCOL ({_departures(jobs)}): not a "
+        "reproduction of the papers' numbers",
     }.get(payload["kind"], "a SIMULATION of the pipeline (synthetic stand-in or tiny budget): no number in it is "
           "a CIFAR result")  # fmt: skip
     return (f"{Path(path).name}: {what}; {len(jobs)} jobs merged at {payload['merged_at']}, data "
@@ -344,21 +357,15 @@ def sources_text(path: str | Path) -> str:
             "Menon et al. 2021 Table 2, typed in (helpers.cifar.PUBLISHED_ERRORS).")  # fmt: skip
 
 
-def _budget(jobs: Sequence[dict]) -> str:
-    """``'1 epoch(s) of protocol paper's 200'``: the epochs the jobs trained against their protocols'."""
-    parts = sorted({(str(j.get("protocol")), str(j.get("epochs"))) for j in jobs})
-    return "; ".join(f"{e} epoch(s) of protocol {p}'s {_protocol_epochs(p) or 'unknown'}" for p, e in parts)
-
-
 def short_status(path: str | Path) -> str:
-    """A few words for a summary: ``'not run yet'``, ``'a simulation only'``, a reduced budget with its
-    epochs against the protocol's, or ``'N jobs on real CIFAR-LT, protocol p'``."""
+    """A few words for a summary: ``'not run yet'``, ``'a simulation only'``, real runs that depart
+    from the paper's protocol (with how), or ``'N jobs on real CIFAR-LT, protocol paper'``."""
     if not Path(path).exists():
         return "not run yet"
     payload = load_reproduction(path)
     jobs = _jobs(payload)
-    if payload["kind"] == "reduced-budget":
-        return f"{len(jobs)} jobs on real CIFAR-LT with a reduced budget ({_budget(jobs)}): not a reproduction"
+    if payload["kind"] == "off-protocol":
+        return f"{len(jobs)} jobs on real CIFAR-LT, not the paper's protocol ({_departures(jobs)}): not a reproduction"
     if payload["kind"] != "reproduction":
         return "a simulation only (no CIFAR result)"
     protocols = "/".join(sorted({str(j.get("protocol")) for j in jobs}))

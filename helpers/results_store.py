@@ -14,7 +14,9 @@ completes. :class:`ResultsStore` does the bookkeeping:
 The file is JSON: ``config`` (the arguments that define the experiment), ``runs`` (one metrics row per
 run), ``curves`` (per-epoch histories), ``train_counts``, ``train_config``, ``drw_start_epoch``,
 ``provenance`` (of the first session, with ``data_source``: ``"real"``, ``"synthetic"`` for the
-labelled CIFAR stand-in, or ``"user tensors"``) with ``resumed`` (one provenance per later session) and
+labelled CIFAR stand-in, ``"user tensors"``, ``"mixed"`` when runs of different sources share the file,
+or ``"unknown"`` for runs of a file written before the source was recorded) with ``resumed`` (one
+provenance per later session) and
 ``complete`` (all requested runs are in). :func:`read_results_json` reads it back as a table.
 
 Files of one experiment written in pieces (e.g. one file per method and seed, as the reproduction
@@ -125,6 +127,10 @@ class ResultsStore:
                 "or choose another --out"
             )
         self.payload = {**fresh, **old}
+        if self.payload["runs"] and "data_source" not in self.payload["provenance"]:
+            # runs written before data_source was recorded: their source is unknown, so a run added now
+            # makes the file "mixed", never "real" for all of them
+            self.payload["provenance"] = {**self.payload["provenance"], "data_source": "unknown"}
         self.resumed = True
         if provenance:
             self.payload["resumed"] = [*old.get("resumed", []), provenance]

@@ -383,3 +383,28 @@ def test_pos_weight_accepts_every_shape_that_weights_the_channels():
     """(1, C, 1, 1) gives the same BCEWithLogitsLoss on (N, C, H, W) as (C, 1, 1): both are right."""
     assert check("ch8-pos-weight", lambda p, n: (n / p).view(1, -1, 1, 1)).passed
     assert not check("ch8-pos-weight", lambda p, n: (n / p).view(1, 1, 1, -1)).passed
+
+
+def _flip_coin(p):
+    def flip(x):
+        mirrored = torch.rand(x.shape[0]) < p
+        return torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+
+    return flip
+
+
+def test_flip_refuses_a_biased_coin_and_a_call_counter():
+    """Planted mistakes: a coin of p = 0.35 (or 0.7), and halves that alternate with a call counter."""
+    for p in (0.35, 0.4, 0.7):
+        result = check("ch5-flip", _flip_coin(p), quiet=True)
+        assert not result.passed and "fair coin" in result.message, (p, result.message)
+    calls = iter(range(10**6))
+
+    def alternating(x):
+        k = next(calls)
+        mirrored = (torch.arange(x.shape[0]) + k) % 2 == 0
+        return torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+
+    result = check("ch5-flip", alternating, quiet=True)
+    assert not result.passed and "two consecutive calls" in result.message, result.message
+    assert check("ch5-flip", _flip_coin(0.5), quiet=True).passed

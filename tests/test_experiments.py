@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -478,14 +479,59 @@ def test_a_published_difference_is_called_consistent_only_within_a_narrow_interv
     from helpers.longtail_tables import AGREEMENT_MARGIN, compare_with_published
 
     assert AGREEMENT_MARGIN == 2.0
-    assert compare_with_published(-4.5, -5.0, -3.0) == "consistent"  # half-width 1 point
-    assert compare_with_published(-1.0, -5.0, -3.0) == "not consistent"
+    # 3 pairs, t-interval half-width 0.5; a one-run paper: prediction half-width 0.5 * sqrt(1 + 3) = 1
+    assert compare_with_published(-4.1, -4.5, -3.5, 3, paper_runs=1) == "consistent"
+    assert compare_with_published(-5.1, -4.5, -3.5, 3, paper_runs=1) == "not consistent"
+    assert compare_with_published(-4.8, -4.5, -3.5, 3, paper_runs=1) == "consistent"  # outside the CI, inside
+    # the same interval against a 5-run mean: half-width 0.5 * sqrt(1 + 3/5) = 0.63
+    assert compare_with_published(-4.8, -4.5, -3.5, 3, paper_runs=5) == "not consistent"
+    assert compare_with_published(-4.1, -4.5, -3.5, 3).endswith("(the paper's run count is unknown: taken as 1)")
     # the reviewer's case: a 3-pair interval of +-24.6 points contains nearly anything; it says nothing
-    assert compare_with_published(-4.56, -34.6, 14.7) == "interval too wide to compare (\u00b124.6 points)"
-    assert compare_with_published(30.0, -34.6, 14.7).startswith("interval too wide")
-    assert compare_with_published(0.0, -1.0, 3.0, margin=2.0).startswith("interval too wide")  # exactly the margin
-    assert compare_with_published(0.0, math.nan, math.nan) == "-"
+    assert compare_with_published(-4.56, -34.6, 14.7, 3, 1) == "interval too wide to compare (\u00b149.3 points)"
+    assert compare_with_published(30.0, -34.6, 14.7, 3, 1).startswith("interval too wide")
+    assert compare_with_published(0.0, -1.0, 1.0, 3, 1, margin=2.0).startswith("interval too wide")  # exactly
+    assert compare_with_published(0.0, math.nan, math.nan, 1, 1) == "-"
+    assert compare_with_published(math.nan, -1.0, 1.0, 3, 1) == "-"  # no published number
+    assert compare_with_published(0.5, 0.5, 0.5, 3, 1) == "cannot judge (our interval has zero width)"
     with pytest.raises(ValueError, match="margin"):
-        compare_with_published(0.0, -1.0, 1.0, margin=0.0)
+        compare_with_published(0.0, -1.0, 1.0, 3, 1, margin=0.0)
     with pytest.raises(ValueError, match="low"):
-        compare_with_published(0.0, 1.0, -1.0)
+        compare_with_published(0.0, 1.0, -1.0, 3, 1)
+    with pytest.raises(ValueError, match="paper_runs"):
+        compare_with_published(0.0, -1.0, 1.0, 3, 0)
+
+
+def test_a_published_difference_with_the_same_true_effect_is_rarely_called_not_consistent():
+    """Same true effect, 5 pairs against a one-run paper: 'not consistent' about 5% of the time, not 32%."""
+    from helpers.longtail_tables import compare_with_published
+    from helpers.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for _ in range(2000):
+        ours = rng.normal(-3.0, 0.3, size=5)  # paired differences, spread 0.3 point
+        paper = rng.normal(-3.0, 0.3)  # one run's difference: the same spread
+        ci = paired_difference(ours, np.zeros(5))
+        verdicts.append(compare_with_published(paper, ci.low, ci.high, 5, paper_runs=1))
+    assert np.mean([v.startswith("interval too wide") for v in verdicts]) < 0.01
+    assert abs(np.mean([v == "not consistent" for v in verdicts]) - 0.05) < 0.015
+
+
+def test_resuming_a_file_without_a_data_source_never_labels_its_old_runs_real(tmp_path):
+    """A file written before data_source existed: adding a real run makes it "mixed", not "real"."""
+    from helpers.longtail_types import RunRecord
+    from helpers.results_store import ResultsStore
+
+    path, config = tmp_path / "old.json", {"dataset": "cifar10", "methods": ["ce"], "seeds": [0, 1]}
+    row = {"method": "ce", "seed": 0, "data_seed": 0, "accuracy": 0.5}
+    old = ResultsStore(path, config, provenance={"date": "before data_source"})
+    old.add([row])  # no record, so no source: the file has a run and no data_source
+    assert "data_source" not in json.loads(path.read_text())["provenance"]
+    resumed = ResultsStore(path, config, provenance={"date": "now"})
+    record = RunRecord("ce", 1, {}, {}, torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), [1, 1],
+                       extra={"data_source": "real"}, data_seed=1)  # fmt: skip
+    resumed.add([row | {"seed": 1, "data_seed": 1}], [record])
+    assert json.loads(path.read_text())["provenance"]["data_source"] == "mixed"
+    fresh = ResultsStore(tmp_path / "new.json", config, provenance={"date": "now"})
+    fresh.add([row | {"seed": 1, "data_seed": 1}], [record])  # a new file of real runs stays "real"
+    assert json.loads((tmp_path / "new.json").read_text())["provenance"]["data_source"] == "real"

@@ -81,7 +81,7 @@ def _piece(methods, seeds, **config):
                        "methods": methods, "seeds": seeds} | config,
             "runs": runs, "curves": [], "train_counts": [5, 1], "provenance": {"date": "d"}, "complete": True,
             "job": {"id": f"{methods[0]}-{seeds}", "data_source": "real", "protocol": "paper",
-                    "epochs": 200}}  # fmt: skip
+                    "epochs": 200, "n_max": None}}  # fmt: skip
 
 
 def test_merge_results_unites_methods_and_seeds_and_keeps_a_run_once():
@@ -262,21 +262,44 @@ def test_workflow_trains_on_real_data_only_and_merges_every_job():
         assert exit_.value.code == 0, command
 
 
-def test_real_jobs_with_fewer_epochs_than_their_protocol_are_a_reduced_budget_not_a_reproduction(tmp_path):
+def _real_parts(tmp_path, protocol, epochs, n_max=None):
     parts = []
-    for seed in (0, 1, 2):  # real data, protocol paper (200 epochs) cut to 1 epoch by the workflow's input
-        piece = _piece(["ldam_drw"], [seed], protocol="paper", epochs=1)
-        piece["job"].update(id=f"cifar10-exp100-ldam_drw-s{seed}", epochs=1, simulation=False, device="cpu")
+    for seed in (0, 1, 2):
+        piece = _piece(["ldam_drw"], [seed], protocol=protocol, epochs=epochs)
+        piece["job"].update(id=f"cifar10-exp100-ldam_drw-s{seed}", protocol=protocol, epochs=epochs, n_max=n_max,
+                            simulation=False, device="cpu")  # fmt: skip
         parts.append(tmp_path / f"j{seed}.json")
         parts[-1].write_text(json.dumps(piece))
-    merged = merge_job_files(parts, tmp_path / "merged.json")
-    assert merged["kind"] == "reduced-budget"
+    return parts
+
+
+@pytest.mark.parametrize(
+    ("protocol", "epochs", "n_max", "how"),
+    [("paper", 1, None, "protocol paper, 1 epochs"), ("gpu-fast", 40, None, "protocol gpu-fast, 40 epochs"),
+     ("paper", 250, None, "protocol paper, 250 epochs"), ("quick", 2, None, "protocol quick, 2 epochs"),
+     ("paper", 200, 100, "protocol paper, 200 epochs, n_max 100")],
+)  # fmt: skip
+def test_real_jobs_off_the_papers_protocol_are_never_a_reproduction(tmp_path, protocol, epochs, n_max, how):
+    merged = merge_job_files(_real_parts(tmp_path, protocol, epochs, n_max), tmp_path / "merged.json")
+    assert merged["kind"] == "off-protocol"
     status = short_status(tmp_path / "merged.json")
-    assert "reduced budget" in status and "1 epoch(s) of protocol paper's 200" in status
-    assert "not a reproduction" in status and "reproduction on real" not in sources_text(tmp_path / "merged.json")
-    assert reproduction_table(tmp_path / "merged.json")["Source"].str.contains("REDUCED BUDGET").all()
-    for part in parts:  # the protocol's full 200 epochs: a reproduction
-        piece = json.loads(part.read_text())
-        piece["job"]["epochs"] = 200
-        part.write_text(json.dumps(piece))
+    assert "not the paper's protocol" in status and how in status and "not a reproduction" in status
+    text = sources_text(tmp_path / "merged.json")
+    assert "reproduction on real" not in text and "NOT THE PAPER'S PROTOCOL" in text and how in text
+    assert reproduction_table(tmp_path / "merged.json")["Source"].str.contains("NOT THE PAPER'S PROTOCOL").all()
+
+
+def test_real_jobs_with_the_papers_protocol_are_a_reproduction(tmp_path):
+    parts = _real_parts(tmp_path, "paper", 200)
     assert merge_job_files(parts, tmp_path / "full.json")["kind"] == "reproduction"
+    assert "reproduction on real CIFAR" in sources_text(tmp_path / "full.json")
+    piece = json.loads(parts[0].read_text())
+    del piece["job"]["epochs"]  # an unknown budget is not the paper's protocol
+    parts[0].write_text(json.dumps(piece))
+    assert merge_job_files(parts, tmp_path / "unknown.json")["kind"] == "off-protocol"
+    assert "unknown epochs" in short_status(tmp_path / "unknown.json")
+    piece["job"]["epochs"] = 200
+    del piece["job"]["n_max"]  # nor is an unknown cap on the images per class
+    parts[0].write_text(json.dumps(piece))
+    assert merge_job_files(parts, tmp_path / "no_cap.json")["kind"] == "off-protocol"
+    assert "n_max unknown" in short_status(tmp_path / "no_cap.json")
