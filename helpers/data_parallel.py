@@ -24,7 +24,9 @@ import contextlib
 import copy
 import os
 import socket
+import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -69,13 +71,17 @@ def _entry(rank: int, worker: Callable[..., Any], world_size: int, root: str, ar
         world_size=world_size,
         timeout=timedelta(seconds=120),
     )
-    try:
-        torch.save(worker(*args), Path(root, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    torch.save(worker(*args), Path(root, f"rank{rank}.pt"))
+    dist.barrier()  # every rank has saved its result before any of them leaves the group
+    # Leave without tearing the group down: on torch 2.5.1 `destroy_process_group` (and the group's
+    # destructor at interpreter exit) could block forever once the peer had left, seen in CI with both
+    # results already saved. The process ends here, so there is nothing the teardown would free.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-def run_workers(worker: Callable[..., Any], world_size: int, *args: Any) -> list[Any]:
+def run_workers(worker: Callable[..., Any], world_size: int, *args: Any, timeout: float = 600.0) -> list[Any]:
     r"""Run ``worker(*args)`` in ``world_size`` processes of one gloo process group; return their results.
 
     Args:
@@ -84,6 +90,8 @@ def run_workers(worker: Callable[..., Any], world_size: int, *args: Any) -> list
             tensors, numbers, or lists/dicts of them.
         world_size: the number of processes, at least 1.
         *args: passed to every worker (pickled: tensors and ``nn.Module``\ s are fine).
+        timeout: seconds the workers may take in all; past it they are killed and ``TimeoutError`` is
+            raised (a hung worker never stalls the caller).
 
     Returns:
         The workers' results, indexed by rank.
@@ -91,7 +99,15 @@ def run_workers(worker: Callable[..., Any], world_size: int, *args: Any) -> list
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
     with tempfile.TemporaryDirectory(prefix="lossbook-ddp-") as root:
-        mp.start_processes(_entry, args=(worker, world_size, root, args), nprocs=world_size, start_method="spawn")
+        context = mp.start_processes(
+            _entry, args=(worker, world_size, root, args), nprocs=world_size, start_method="spawn", join=False
+        )
+        deadline = time.monotonic() + timeout
+        while not context.join(timeout=1.0):  # raises, with the worker's traceback, if a worker failed
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                raise TimeoutError(f"the {world_size} gloo workers did not finish within timeout={timeout} s")
         return [torch.load(Path(root, f"rank{r}.pt"), weights_only=True) for r in range(world_size)]
 
 

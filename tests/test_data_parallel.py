@@ -1,5 +1,7 @@
 """helpers.data_parallel: real 2-process gloo runs reproduce the single-process big batch."""
 
+import time
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -72,3 +74,11 @@ def test_only_the_differentiable_gather_gives_the_big_batch_gradient(info_nce_st
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="world_size"):
         run_workers(dist.get_rank, 0)
+
+
+def test_a_hung_worker_is_killed_and_reported_instead_of_stalling_the_caller():
+    """A worker that never returns (here: sleeps an hour) ends in TimeoutError after ``timeout`` seconds."""
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not finish"):
+        run_workers(time.sleep, 2, 3600, timeout=8)
+    assert time.monotonic() - start < 60
